@@ -1,0 +1,102 @@
+"""The early-exit executor: run stage 0, stop when its exit is confident enough, else go deeper.
+
+Inspection asymmetry: missing a defect costs more than a false alarm, so exiting early with "ok" may
+demand more confidence (`ok_thresholds`) than exiting early with a defect (`thresholds`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_runtime.errors import EdgeError
+
+DEFAULT_EARLY_EXIT = (0.85, 0.92)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class ExitPolicy:
+    """Confidence needed to stop at each early exit (the last stage always answers)."""
+
+    thresholds: tuple[float, ...]  # to exit early with a defect class
+    ok_thresholds: tuple[float, ...]  # to exit early with the ok class (>= thresholds)
+
+    @classmethod
+    def build(cls, early_exits: int, thresholds=None, ok_thresholds=None) -> "ExitPolicy":
+        th = tuple(float(t) for t in (thresholds if thresholds is not None else DEFAULT_EARLY_EXIT))
+        ok = tuple(float(t) for t in (ok_thresholds if ok_thresholds is not None else th))
+        for name, values in (("early_exit", th), ("early_exit_ok", ok)):
+            if len(values) != early_exits:
+                raise EdgeError(f"{name} needs {early_exits} thresholds (one per early exit), got {list(values)}")
+            if any(not 0.0 < v <= 1.0 for v in values):
+                raise EdgeError(f"{name} thresholds must lie in (0, 1], got {list(values)}")
+        return cls(th, ok)
+
+    def raised(self, delta: float) -> "ExitPolicy":
+        """Stricter by `delta` (the health monitor's response to drift); capped at 1.0 = never exit."""
+        return ExitPolicy(tuple(min(1.0, t + delta) for t in self.thresholds),
+                          tuple(min(1.0, t + delta) for t in self.ok_thresholds))
+
+    def exits_at(self, k: int, probs: np.ndarray, ok_index: int) -> bool:
+        """Whether a single frame's probs (classes,) at early exit k are confident enough to stop."""
+        label = int(probs.argmax())
+        need = self.ok_thresholds[k] if label == ok_index else self.thresholds[k]
+        return bool(probs[label] >= need) and need < 1.0
+
+
+@dataclass
+class ExitResult:
+    label_index: int
+    probs: np.ndarray  # (classes,)
+    exit_index: int
+    stage_ms: list[float]
+    hidden: object  # the last stage's hidden handle (for health checks)
+
+
+class EarlyExitExecutor:
+    def __init__(self, backend, policy: ExitPolicy, ok_index: int):
+        self.backend, self.policy, self.ok_index = backend, policy, ok_index
+        self.num_stages = backend.num_stages
+
+    def run(self, x: np.ndarray, max_stage: int | None = None) -> ExitResult:
+        """One frame x (1, 3, H, W): stop at the first confident exit (or at `max_stage`)."""
+        last = self.num_stages - 1 if max_stage is None else max_stage
+        h, stage_ms = x, []
+        for k in range(last + 1):
+            t0 = time.perf_counter()
+            h, logits = self.backend.run_stage(k, h)
+            stage_ms.append((time.perf_counter() - t0) * 1e3)
+            probs = softmax(logits[0])
+            if k == last or self.policy.exits_at(k, probs, self.ok_index):
+                return ExitResult(int(probs.argmax()), probs, k, stage_ms, h)
+        raise AssertionError("unreachable")
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every exit's logits for a batch x (B, 3, H, W): a list of (B, classes), for evaluation."""
+        h, outs = x, []
+        for k in range(self.num_stages):
+            h, logits = self.backend.run_stage(k, h)
+            outs.append(logits)
+        return outs
+
+
+def simulate_exits(exit_logits: list[np.ndarray], policy: ExitPolicy, ok_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the executor would decide for N frames, from all their exit logits [(N, C)] * stages.
+
+    Returns (predicted label (N,), exit taken (N,)), identical to calling `run` frame by frame."""
+    n, last = exit_logits[0].shape[0], len(exit_logits) - 1
+    pred = np.full(n, -1, np.int64)
+    exit_at = np.full(n, last, np.int64)
+    for k, logits in enumerate(exit_logits):
+        probs = softmax(logits)
+        for i in np.flatnonzero(pred < 0):
+            if k == last or policy.exits_at(k, probs[i], ok_index):
+                pred[i], exit_at[i] = probs[i].argmax(), k
+    return pred, exit_at

@@ -1,0 +1,97 @@
+"""The public API: `DynamicInference(bundle_path, config).infer(image)`.
+
+    >>> model = DynamicInference("bundle/", InferenceConfig(early_exit=[0.85, 0.92]))  # doctest: +SKIP
+    >>> d = model.infer(cv2.imread("part.png"))                                         # doctest: +SKIP
+    >>> d.label, d.confidence, d.exit_index, d.latency_ms                               # doctest: +SKIP
+    ('scratch', 0.97, 0, 1.9)
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.backends import open_backend
+from edge_runtime.bundle import Bundle
+from edge_runtime.errors import EdgeError
+from edge_runtime.executor import EarlyExitExecutor, ExitPolicy
+from edge_runtime.preprocess import preprocess, read_image
+
+
+@dataclass
+class InferenceConfig:
+    """Runtime choices. None means: take the bundle's default."""
+
+    backend: str = "onnxruntime"
+    precision: str = "auto"  # "fp32", "quantized", or "auto" (quantized when the bundle has it)
+    early_exit: list[float] | None = None  # confidence to exit early with a defect, per early exit
+    early_exit_ok: list[float] | None = None  # confidence to exit early with "ok" (stricter)
+    reuse_window: int | None = None  # frames a near-identical frame may reuse a decision (service)
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 = its default
+    backend_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    label: str
+    confidence: float
+    exit_index: int
+    is_defect: bool
+    latency_ms: float  # preprocess + stages, wall clock
+    stage_ms: list[float]
+    model_version: str
+    reused: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["confidence"] = round(self.confidence, 5)
+        d["latency_ms"] = round(self.latency_ms, 3)
+        d["stage_ms"] = [round(x, 3) for x in self.stage_ms]
+        return d
+
+
+class DynamicInference:
+    def __init__(self, bundle_path: str | os.PathLike, config: InferenceConfig | dict | None = None):
+        if isinstance(config, dict):
+            config = InferenceConfig(**config)
+        self.config = config = config or InferenceConfig()
+        self.bundle = Bundle.open(bundle_path)
+        self.spec = self.bundle.input
+        self.classes = self.bundle.classes
+        self.ok_index = self.bundle.ok_index
+        self.precision = self._resolve_precision(config.precision)
+        self.backend = open_backend(config.backend, self.bundle, precision=self.precision,
+                                    **({"threads": config.threads} if config.backend == "onnxruntime" else {}),
+                                    **config.backend_options)
+        policy = self.bundle.exit_policy
+        self.policy = ExitPolicy.build(self.backend.num_stages - 1,
+                                       config.early_exit if config.early_exit is not None else policy.get("early_exit"),
+                                       config.early_exit_ok if config.early_exit_ok is not None
+                                       else policy.get("early_exit_ok"))
+        self.executor = EarlyExitExecutor(self.backend, self.policy, self.ok_index)
+
+    def _resolve_precision(self, precision: str) -> str:
+        has_q = all(s.quantized for s in self.bundle.stages)
+        if precision == "auto":
+            return "quantized" if has_q else "fp32"
+        if precision not in ("fp32", "quantized"):
+            raise EdgeError(f"precision must be fp32, quantized or auto, not {precision!r}")
+        return precision
+
+    def set_policy(self, policy: ExitPolicy) -> None:
+        self.policy = self.executor.policy = policy
+
+    def infer(self, image: np.ndarray | str | os.PathLike, max_stage: int | None = None) -> Decision:
+        """One frame (BGR uint8 (H, W, 3) as OpenCV gives it, or an image path) -> Decision."""
+        if isinstance(image, (str, Path)):
+            image = read_image(image)
+        t0 = time.perf_counter()
+        x = preprocess(image, self.spec)  # (1, 3, H, W)
+        r = self.executor.run(x, max_stage=max_stage)
+        latency = (time.perf_counter() - t0) * 1e3
+        label = self.classes[r.label_index]
+        return Decision(label, float(r.probs[r.label_index]), r.exit_index, r.label_index != self.ok_index,
+                        latency, r.stage_ms, self.bundle.version)

@@ -1,0 +1,1 @@
+"""Build-time, torch side: teacher loading, the early-exit student, distillation, staged ONNX export."""
