@@ -1,0 +1,137 @@
+"""Staged ONNX export: one graph per stage, the manifest, and a check of each stage against torch.
+
+Stage 0: image (B, 3, H, W) -> hidden (B, T, dim), logits (B, classes)
+Stage k: hidden_in (B, T, dim) -> hidden (B, T, dim), logits (B, classes)
+
+Opset 17 and the TorchScript exporter: opset 17 is the newest that TensorRT 8.5/8.6 (JetPack 5, 6.0)
+parse, and the dynamo exporter in this torch emits opset 18 and fails to convert down.
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.bundle import Bundle
+from edge_runtime.onnx_cost import graph_flops
+from export.errors import ExportError
+
+OPSET = 17
+TOLERANCE = 1e-4  # max abs difference between torch and ONNX Runtime, per output
+
+
+def export_bundle(student, out: str | Path, force: bool = False, progress=None, extra: dict | None = None) -> Bundle:
+    """Write `student` as a bundle at `out`. The bundle is written beside it and moved into place only
+    when every stage has passed its checks, so a failure never destroys an existing bundle."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out} exists and is not empty; choose another --out or pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        bundle = _write_bundle(student, tmp, progress, extra or {})
+        _swap_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Bundle.open(out)
+
+
+def _swap_into_place(new: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_bundle(student, root: Path, progress, extra: dict) -> Bundle:
+    import torch
+
+    cfg = student.config
+    student = student.eval()
+    (root / "stages").mkdir()
+    stages, checks = [], []
+    x = torch.randn(2, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
+    for k in range(len(cfg.stage_ends)):
+        rel = f"stages/stage{k}.onnx"
+        name = "image" if k == 0 else "hidden_in"
+        _export_stage(student, k, x, root / rel, name)
+        with torch.no_grad():
+            hidden, logits = student.run_stage(k, x)
+        err = check_stage(root / rel, name, x.numpy(), {"hidden": hidden.numpy(), "logits": logits.numpy()})
+        checks.append(err)
+        stages.append({"index": k, "file": rel, "input": name, "outputs": ["hidden", "logits"],
+                       "blocks": [0 if k == 0 else cfg.stage_ends[k - 1], cfg.stage_ends[k]],
+                       "hidden_shape": list(hidden.shape[1:]), "flops": graph_flops(root / rel),
+                       "max_abs_error_vs_torch": err})
+        x = hidden
+        if progress:
+            progress(k, len(cfg.stage_ends))
+    bundle = Bundle.create(root, {
+        "producer": "edge-qwq export",
+        "classes": list(cfg.classes),
+        "ok_class": cfg.ok_class,
+        "input": {"size": [cfg.image_size, cfg.image_size], "mean": list(cfg.mean), "std": list(cfg.std),
+                  "layout": "NCHW", "color": "RGB"},
+        "stages": stages,
+        "exit_policy": {"early_exit": [0.85, 0.92][: len(cfg.exits)] + [0.92] * max(0, len(cfg.exits) - 2),
+                        "early_exit_ok": None},
+        "dynamic": {"prune_threshold": cfg.prune_threshold, "reuse_window": 0},
+        "student": {"dim": cfg.dim, "depth": cfg.depth, "heads": cfg.heads, "patch": cfg.patch,
+                    "exits": list(cfg.exits)},
+        "opset": OPSET,
+        **extra,
+    })
+    bundle.manifest["exit_policy"]["early_exit_ok"] = list(bundle.manifest["exit_policy"]["early_exit"])
+    for s in stages:
+        bundle.add_file(s["file"])
+    bundle.manifest["model_version"] = _model_version(bundle)
+    bundle.save()
+    return bundle
+
+
+def _model_version(bundle: Bundle) -> str:
+    import hashlib
+
+    digest = hashlib.sha256("".join(bundle.manifest["files"][s["file"]] for s in bundle.manifest["stages"]).encode())
+    return digest.hexdigest()[:12]
+
+
+def _export_stage(student, k: int, x, path: Path, input_name: str) -> None:
+    import torch
+
+    from export.student import StageModule
+
+    axes = {input_name: {0: "batch"}, "hidden": {0: "batch"}, "logits": {0: "batch"}}
+    # The TorchScript exporter folds BatchNorm into the conv weights in place: export a copy.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(StageModule(copy.deepcopy(student), k), (x,), str(path), input_names=[input_name],
+                          output_names=["hidden", "logits"], dynamic_axes=axes, opset_version=OPSET,
+                          do_constant_folding=True, dynamo=False)
+
+
+def check_stage(path: Path, input_name: str, x: np.ndarray, expected: dict[str, np.ndarray]) -> float:
+    """onnx.checker plus ONNX Runtime vs torch; ExportError if any output differs by more than TOLERANCE."""
+    import onnx
+
+    from edge_runtime.backends.onnxruntime_backend import make_session
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"{path.name} fails onnx.checker: {str(e).splitlines()[0]}") from None
+    sess = make_session(path)
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {input_name: x.astype(np.float32)})))
+    worst = 0.0
+    for name, ref in expected.items():
+        err = float(np.abs(got[name] - ref).max())
+        if err > TOLERANCE:
+            raise ExportError(f"{path.name}: output {name} differs from torch by {err:.2e} (> {TOLERANCE:g})")
+        worst = max(worst, err)
+    return worst
