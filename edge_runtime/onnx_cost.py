@@ -82,3 +82,13 @@ def _node_flops(node, shapes) -> int:
 def graph_flops(model_or_path) -> int:
     """Total FLOPs of one graph, batch 1."""
     return sum(c.flops for c in node_costs(model_or_path))
+
+
+def tensor_shapes(model) -> dict[str, list[int]]:
+    """Static shapes of every value of a shape-inferred model (symbolic dims, such as the batch, as 1)."""
+    return _shapes(model)
+
+
+def load_inferred(model_or_path):
+    """An ONNX model (path or ModelProto) with shapes and types inferred."""
+    return _load(model_or_path)

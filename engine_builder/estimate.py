@@ -1,0 +1,270 @@
+"""Latency estimate without a device: a roofline per layer, from the ONNX stage graphs.
+
+Each kernel costs max(FLOPs / achievable compute, bytes / achievable bandwidth) + a launch cost, at the
+layer's own precision, read from the graph: a Conv/MatMul/Gemm whose activation and weight both come
+through DequantizeLinear of INT8 runs on INT8 tensor cores; INT4 weights (blocked DequantizeLinear) are
+weight-only, so the layer computes in FP16 but reads half a byte per weight; FP16 tensors run in FP16;
+everything else in FP32. FLOPs are multiply-adds x 2, batch 1.
+
+    >>> est = estimate_bundle("bundle/", "orin-nano", budget_ms=15)   # doctest: +SKIP
+    >>> est["full_ms"], est["early_exit_ms"], [s["ms"] for s in est["stages"]]   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from engine_builder.targets import Target, get_target
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# Kernels TensorRT does not fuse into a neighbouring GEMM/conv; element-wise ops are assumed fused.
+KERNEL_OPS = ("Softmax", "LayerNormalization", "GroupNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
+              "TopK", "Resize", "MaxPool", "AveragePool", "GlobalAveragePool")
+WEIGHT_BYTES = {"int4": 0.5, "int8": 1.0, "fp16": 2.0, "fp32": 4.0}
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    compute_efficiency: float = 0.5  # fraction of peak compute small GEMMs reach (batch 1)
+    bandwidth_efficiency: float = 0.7  # fraction of peak DRAM bandwidth reached
+    launch_us: float = 5.0  # per kernel: launch + scheduling, microseconds
+    stage_overhead_ms: float = 0.05  # per stage: logits copy to host + stream sync
+    exit_rates: tuple[float, ...] = ()  # fraction of all frames leaving at each early exit
+    exit_rates_source: str = "assumed"
+    notes: tuple[str, ...] = field(default=(
+        "batch 1; FLOPs = multiply-adds x 2 of Conv/MatMul/Gemm",
+        "element-wise ops fused into their neighbours (TensorRT layer fusion); one kernel per "
+        "Conv/MatMul/Gemm/Softmax/normalization/reduction",
+        "GPU only, dense (no structured sparsity), module at maximum power mode; DLA not used",
+        "preprocessing and camera capture not included",
+    ))
+
+
+@dataclass
+class Layer:
+    name: str
+    op: str
+    precision: str  # "int8" | "int4" | "fp16" | "fp32"
+    flops: int
+    bytes: float  # weights + activations read + written
+
+    def ms(self, target: Target, a: Assumptions) -> float:
+        compute_s = self.flops / (target.peak_flops(self.precision) * a.compute_efficiency)
+        memory_s = self.bytes / (target.bandwidth_gbs * 1e9 * a.bandwidth_efficiency)
+        return max(compute_s, memory_s) * 1e3 + a.launch_us * 1e-3
+
+
+# ---------------- the graph: layers, their precision and bytes ----------------
+
+def graph_layers(model_or_path) -> list[Layer]:
+    """The kernels of one stage graph with FLOPs, bytes and precision (batch 1)."""
+    from edge_runtime.onnx_cost import load_inferred, node_costs, tensor_shapes
+
+    model = load_inferred(model_or_path)
+    g = _GraphInfo(model, tensor_shapes(model))
+    costs = node_costs(model)
+    layers = []
+    for node, cost in zip(model.graph.node, costs):
+        if node.op_type in COMPUTE_OPS:
+            layers.append(g.compute_layer(node, cost.flops))
+        elif node.op_type in KERNEL_OPS:
+            layers.append(g.kernel_layer(node))
+    return layers
+
+
+class _GraphInfo:
+    """Producers, consumers, element types and initializers of a shape-inferred model."""
+
+    def __init__(self, model, shapes: dict[str, list[int]]):
+        from onnx import TensorProto
+
+        self.tp = TensorProto
+        self.shapes = shapes
+        self.inits = {i.name: i for i in model.graph.initializer}
+        self.producer = {o: n for n in model.graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in model.graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.types = {vi.name: vi.type.tensor_type.elem_type for vi in
+                      list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
+        self.types.update({name: init.data_type for name, init in self.inits.items()})
+
+    def elems(self, name: str) -> int:
+        return int(np.prod(self.shapes.get(name, [0])))
+
+    def dq_source(self, name: str):
+        """The quantized tensor behind `name` if it is a DequantizeLinear output, else None."""
+        node = self.producer.get(name)
+        return node.input[0] if node is not None and node.op_type == "DequantizeLinear" else None
+
+    def kind(self, name: str) -> str:
+        """Storage precision of a tensor as the kernel reads it."""
+        src = self.dq_source(name)
+        t = self.types.get(src if src is not None else name)
+        if t in (self.tp.INT8, self.tp.UINT8):
+            return "int8"
+        if t in (getattr(self.tp, "INT4", -1), getattr(self.tp, "UINT4", -1)):
+            return "int4"
+        if t in (self.tp.FLOAT16, self.tp.BFLOAT16):
+            return "fp16"
+        return "fp32"
+
+    def is_weight(self, name: str) -> bool:
+        src = self.dq_source(name)
+        return name in self.inits or (src is not None and src in self.inits)
+
+    def out_bytes(self, name: str) -> float:
+        """Output written at its own type, or INT8 when only QuantizeLinear reads it (fused)."""
+        users = self.consumers.get(name, [])
+        if users and all(u.op_type == "QuantizeLinear" for u in users):
+            return self.elems(name) * 1.0
+        return self.elems(name) * WEIGHT_BYTES[self.kind(name)]
+
+    def compute_layer(self, node, flops: int) -> Layer:
+        ins = [i for i in node.input[:2] if i]
+        kinds = [self.kind(i) for i in ins]
+        if "int4" in kinds:
+            precision = "int4"  # weight-only: FP16 math, 0.5-byte weights
+        elif kinds and all(k == "int8" for k in kinds):
+            precision = "int8"
+        elif "fp16" in kinds:
+            precision = "fp16"
+        else:
+            precision = "fp32"
+        nbytes = sum(self.elems(i) * WEIGHT_BYTES[k] for i, k in zip(ins, kinds))
+        if len(node.input) > 2 and node.input[2]:  # bias, read once
+            nbytes += self.elems(node.input[2]) * 4.0
+        nbytes += self.out_bytes(node.output[0])
+        return Layer(node.name or node.op_type, node.op_type, precision, int(flops), float(nbytes))
+
+    def kernel_layer(self, node) -> Layer:
+        x = node.input[0]
+        nbytes = self.elems(x) * WEIGHT_BYTES[self.kind(x)] + self.out_bytes(node.output[0])
+        prec = "fp16" if self.kind(x) == "fp16" else "fp32"
+        return Layer(node.name or node.op_type, node.op_type, prec, 0, float(nbytes))
+
+
+# ---------------- per stage, per bundle ----------------
+
+def stage_files(bundle, precision: str = "auto") -> tuple[str, list[str]]:
+    """(precision used, stage file per stage): the quantized stages when all exist and precision allows."""
+    has_q = all(s.quantized for s in bundle.stages)
+    use_q = precision == "quantized" or (precision == "auto" and has_q)
+    if use_q and not has_q:
+        from edge_runtime.errors import BundleError
+
+        raise BundleError(f"bundle {bundle.root} has no quantized stages; run `edge-qwq quantize` first")
+    return ("quantized" if use_q else "fp32"), [s.quantized if use_q else s.file for s in bundle.stages]
+
+
+def exit_rates_of(bundle, n_early: int) -> tuple[tuple[float, ...], str]:
+    """Measured exit rates from the manifest (exit_policy.exit_rates, written by bench/calib) if present;
+    else the assumption that half the frames still running leave at each early exit."""
+    measured = bundle.exit_policy.get("exit_rates")
+    if measured and len(measured) >= n_early:
+        return tuple(float(r) for r in measured[:n_early]), "measured (manifest exit_policy.exit_rates)"
+    rates, left = [], 1.0
+    for _ in range(n_early):
+        rates.append(left * 0.5)
+        left *= 0.5
+    return tuple(rates), "assumed: half of the frames still running leave at each early exit"
+
+
+def estimate_stages(layers_per_stage: list[list[Layer]], target: Target, a: Assumptions) -> list[dict]:
+    stages = []
+    for k, layers in enumerate(layers_per_stage):
+        ms = sum(layer.ms(target, a) for layer in layers) + a.stage_overhead_ms
+        mix: dict[str, int] = {}
+        for layer in layers:
+            mix[layer.precision] = mix.get(layer.precision, 0) + layer.flops
+        stages.append({"index": k, "flops": int(sum(x.flops for x in layers)),
+                       "bytes": int(round(sum(x.bytes for x in layers))), "kernels": len(layers),
+                       "flops_by_precision": mix, "ms": round(ms, 4)})
+    return stages
+
+
+def mean_latency(stage_ms: list[float], exit_rates: tuple[float, ...]) -> float:
+    """Expected latency when exit_rates[k] of all frames stop after stage k; the rest run every stage."""
+    cumulative = np.cumsum(stage_ms)
+    rest = 1.0 - sum(exit_rates)
+    return float(sum(r * cumulative[k] for k, r in enumerate(exit_rates)) + rest * cumulative[-1])
+
+
+def estimate_bundle(bundle_path: str | os.PathLike, target: str, budget_ms: float = 15.0,
+                    precision: str = "auto", assumptions: Assumptions | None = None) -> dict:
+    """The latency estimate of a bundle on one target (see module doc). JSON-ready dict:
+    {"target", "budget_ms", "precision", "stages": [{"flops", "bytes", "ms", ...}], "full_ms",
+     "early_exit_ms", "within_budget", "assumptions"}."""
+    from edge_runtime.bundle import Bundle
+
+    bundle = Bundle.open(bundle_path)
+    t = get_target(target)
+    used, files = stage_files(bundle, precision)
+    a = assumptions or Assumptions()
+    if not a.exit_rates:
+        rates, source = exit_rates_of(bundle, len(files) - 1)
+        a = Assumptions(**{**asdict(a), "exit_rates": rates, "exit_rates_source": source})
+    stages = estimate_stages([graph_layers(bundle.path(f)) for f in files], t, a)
+    for s, f in zip(stages, files):
+        s["file"] = f
+    stage_ms = [s["ms"] for s in stages]
+    full = float(sum(stage_ms))
+    early = mean_latency(stage_ms, a.exit_rates)
+    return {"target": t.name, "budget_ms": float(budget_ms), "precision": used, "stages": stages,
+            "full_ms": round(full, 4), "early_exit_ms": round(early, 4), "within_budget": full <= budget_ms,
+            "assumptions": _assumptions_dict(t, a)}
+
+
+def _assumptions_dict(t: Target, a: Assumptions) -> dict:
+    return {"target": t.description, "peak_int8_tops": t.int8_tops, "peak_fp16_tflops": t.fp16_tflops,
+            "peak_fp32_tflops": t.fp32_tflops, "bandwidth_gbs": t.bandwidth_gbs, "source": t.source,
+            "compute_efficiency": a.compute_efficiency, "bandwidth_efficiency": a.bandwidth_efficiency,
+            "launch_us_per_kernel": a.launch_us, "stage_overhead_ms": a.stage_overhead_ms,
+            "exit_rates": list(a.exit_rates), "exit_rates_source": a.exit_rates_source, "notes": list(a.notes)}
+
+
+def over_budget_message(est: dict) -> str | None:
+    """One sentence when even the full-depth estimate exceeds the budget (for `edge-qwq build`), else None."""
+    if est["full_ms"] <= est["budget_ms"]:
+        return None
+    return (f"the estimated full-depth latency on {est['target']} is {est['full_ms']:.2f} ms, over the "
+            f"{est['budget_ms']:g} ms budget; use a smaller student or quantize the stages")
+
+
+def format_estimate(est: dict):
+    """A rich renderable (a Table) for one estimate; print it with rich.console.Console().print."""
+    from rich.table import Table
+
+    title = (f"{est['target']} ({est['precision']} stages) - budget {est['budget_ms']:g} ms: "
+             f"full {est['full_ms']:.3f} ms, early-exit mean {est['early_exit_ms']:.3f} ms "
+             f"[{'within' if est['within_budget'] else 'OVER'} budget]")
+    table = Table(title=title, title_justify="left")
+    for col in ("stage", "MFLOPs", "KB moved", "kernels", "ms", "cumulative ms"):
+        table.add_column(col, justify="right")
+    total = 0.0
+    for s in est["stages"]:
+        total += s["ms"]
+        table.add_row(str(s["index"]), f"{s['flops'] / 1e6:.3f}", f"{s['bytes'] / 1e3:.1f}", str(s["kernels"]),
+                      f"{s['ms']:.4f}", f"{total:.4f}")
+    return table
+
+
+def format_assumptions(ests: dict | list[dict]) -> str:
+    """The assumptions behind one or several estimates, each target's peaks once, shared ones once."""
+    ests = [ests] if isinstance(ests, dict) else list(ests)
+    a = ests[0]["assumptions"]
+    lines = ["Assumptions:"]
+    for est in ests:
+        t = est["assumptions"]
+        lines.append(f"  {est['target']}: {t['target']}: peak INT8 {t['peak_int8_tops']} TOPS, FP16 "
+                     f"{t['peak_fp16_tflops']} TFLOPS, FP32 {t['peak_fp32_tflops']} TFLOPS, DRAM "
+                     f"{t['bandwidth_gbs']} GB/s (source: {t['source']})")
+    lines += [f"  {a['compute_efficiency']:.0%} of peak compute and {a['bandwidth_efficiency']:.0%} of peak "
+              f"bandwidth reached; {a['launch_us_per_kernel']} us launch cost per kernel; "
+              f"{a['stage_overhead_ms']} ms per stage (logits to host, sync)",
+              f"  exit rates {a['exit_rates']}: {a['exit_rates_source']}"]
+    lines += [f"  {n}" for n in a["notes"]]
+    return "\n".join(lines)
