@@ -1,0 +1,158 @@
+"""Build, verify and activate one TensorRT engine per stage, cached in the bundle per device fingerprint.
+
+    >>> print(build_engines_or_explain("bundle/"))   # doctest: +SKIP
+    TensorRT is not installed here, so the engines will be built on the device: ...
+
+On the device: the fingerprint picks engines/<id>/; existing verified engines for it are reused; otherwise
+each stage is built (reusing the timing cache kept there), every engine is compared with ONNX Runtime on
+calibration inputs, and only if all stages pass is the entry marked active in the manifest.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from engine_builder.cache import Decision, decide, engine_dir, engine_file, timing_cache_file
+from engine_builder.plan import BuildError, BuildOptions, graph_precision, plan_build
+from engine_builder.trt_build import build_serialized
+from engine_builder.verify import (DEFAULT_TOLERANCES, StageRunner, calibration_inputs, onnxruntime_runner,
+                                   verify_stages)
+
+ON_DEVICE_HINT = ("run `edge-qwq build --target orin` on the Orin, or start the edge-qwq service there "
+                  "and it builds them at its first start")
+
+
+def build_engines_or_explain(bundle_path: str | os.PathLike, **opts) -> str:
+    """Build+verify+activate engines where TensorRT is installed; elsewhere one sentence saying they will
+    be built on the device. Never raises for a missing TensorRT; BuildError (an EdgeError) when a build or
+    verification fails. opts: see `build_engines`."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return f"TensorRT is not installed here, so the engines will be built on the device: {ON_DEVICE_HINT}."
+    return build_engines(bundle_path, **opts)["summary"]
+
+
+def build_engines(bundle_path: str | os.PathLike, precision: str = "auto", options: BuildOptions | None = None,
+                  calib_images: str | os.PathLike | None = None, tolerances: dict | None = None,
+                  force: bool = False, progress: Callable[[str], None] | None = None, trt=None,
+                  fingerprint=None, engine_runner: Callable[[list[bytes], dict], StageRunner] | None = None) -> dict:
+    """Returns {"decision", "summary", "fingerprint", "entry"}. trt, fingerprint and engine_runner are for
+    tests (a fake TensorRT module, a made-up device, a runner of crafted outputs)."""
+    from edge_runtime.bundle import Bundle
+    from edge_runtime.fingerprint import detect
+
+    from engine_builder.estimate import stage_files
+
+    if trt is None:
+        import tensorrt as trt
+    bundle = Bundle.open(bundle_path)
+    fp = fingerprint or detect()
+    used, files = stage_files(bundle, precision)
+    engines = bundle.section("engines")
+    decision = decide(engines, fp.id, used, files, bundle.manifest["files"], trt_available=True, force=force)
+    if decision.action != "build":
+        return _result(decision, fp, engines.get(fp.id), decision.reason)
+    opts = replace(options or BuildOptions(), precision=used)
+    entry = _build_all(trt, bundle, fp, files, opts, progress)
+    tol = dict(tolerances or DEFAULT_TOLERANCES[used])
+    runner = (engine_runner or polygraphy_runner)(
+        [bundle.path(s["file"]).read_bytes() for s in entry["stages"]], entry["plan"])
+    _verify(bundle, entry, files, runner, tol, calib_images)
+    _record(bundle, fp.id, entry)
+    if not entry["active"]:
+        raise BuildError(f"{entry['verification']['failure']}; the engines for {fp.id} were not activated "
+                         "and the runtime keeps using ONNX Runtime")
+    summary = (f"built and verified {len(files)} TensorRT engines ({used}) for {fp.describe()} "
+               f"in {engine_dir(fp.id)}/")
+    return _result(decision, fp, entry, summary)
+
+
+def _result(decision: Decision, fp, entry: dict | None, summary: str) -> dict:
+    return {"decision": asdict(decision), "summary": summary, "fingerprint": fp.to_dict(), "entry": entry}
+
+
+def _build_all(trt, bundle, fp, files: list[str], opts: BuildOptions, progress) -> dict:
+    """Build every stage into engines/<id>/, reusing and updating the timing cache kept there."""
+    folder = bundle.path(engine_dir(fp.id))
+    folder.mkdir(parents=True, exist_ok=True)
+    cache_path = bundle.path(timing_cache_file(fp.id))
+    cache = cache_path.read_bytes() if cache_path.is_file() else None
+    stages, plan = [], None
+    for k, rel in enumerate(files):
+        name, shape = _input_of(bundle.path(rel))
+        plan = plan_build(str(trt.__version__), graph_precision(bundle.path(rel)), opts, name, shape)
+        engine, cache = build_serialized(trt, bundle.path(rel), plan, cache, progress)
+        _atomic_write(bundle.path(engine_file(fp.id, k)), engine)
+        stages.append({"file": engine_file(fp.id, k), "source": rel,
+                       "source_sha256": bundle.manifest["files"].get(rel)})
+    _atomic_write(cache_path, cache)
+    return {"device": fp.to_dict(), "precision": opts.precision, "plan": plan.to_dict() if plan else {},
+            "options": asdict(opts), "stages": stages, "timing_cache": timing_cache_file(fp.id), "active": False}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes so that readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _input_of(path: Path) -> tuple[str, tuple[int, ...]]:
+    """The stage graph's input name and shape, -1 for symbolic dims (the batch)."""
+    import onnx
+
+    inp = onnx.load(str(path), load_external_data=False).graph.input[0]
+    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
+    return inp.name, dims
+
+
+def _verify(bundle, entry: dict, files: list[str], engine: StageRunner, tol: dict, calib_images) -> None:
+    x, source = calibration_inputs(bundle, calib_images)
+    reference = onnxruntime_runner([bundle.path(f) for f in files])
+    verdicts = verify_stages(reference, engine, len(files), x, tol)
+    failed = [v for v in verdicts if not v.passed]
+    entry["tolerances"] = tol
+    entry["verification"] = {"inputs": source, "stages": [v.to_dict() for v in verdicts]}
+    if failed:
+        entry["verification"]["failure"] = failed[0].message()
+    entry["active"] = not failed
+
+
+def _record(bundle, fp_id: str, entry: dict) -> None:
+    """Write the entry and the sha256 of its files into the manifest (atomically, via Bundle.save)."""
+    engines = bundle.section("engines")
+    for old in (engines.get(fp_id) or {}).get("stages", []):
+        bundle.remove_file(old["file"])
+    for s in entry["stages"]:
+        bundle.add_file(s["file"])
+    bundle.add_file(entry["timing_cache"])
+    engines[fp_id] = entry
+    bundle.set_section("engines", engines)
+    bundle.save()
+
+
+def polygraphy_runner(engines: list[bytes], plan: dict) -> StageRunner:
+    """Engine runner for verification: Polygraphy's TrtRunner per stage, in chunks of the profile's max batch."""
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    profile = next(iter(plan.get("profile", {}).values()), None)
+    max_batch = profile[2][0] if profile else 1
+
+    def run(k: int, x: np.ndarray) -> dict:
+        outs: dict[str, list] = {}
+        with TrtRunner(EngineFromBytes(engines[k])) as runner:
+            name = next(iter(runner.get_input_metadata().keys()))
+            for i in range(0, len(x), max_batch):
+                for out, val in runner.infer({name: np.ascontiguousarray(x[i:i + max_batch])}).items():
+                    outs.setdefault(out, []).append(np.array(val))
+        return {k_: np.concatenate(v) for k_, v in outs.items()}
+
+    return run

@@ -1,0 +1,137 @@
+"""What to build: the decisions, kept apart from the TensorRT calls so they can be tested here.
+
+    >>> g = GraphPrecision(has_qdq=True, has_int4=False, has_fp16=False)
+    >>> plan_build("10.3.0", g, BuildOptions(precision="quantized"), "image", (-1, 3, 96, 96)).strongly_typed
+    True
+    >>> plan_build("8.6.2", g, BuildOptions(precision="quantized"), "image", (-1, 3, 96, 96)).flags
+    ('INT8', 'FP16')
+
+TensorRT 8.5/8.6 (JetPack 5.1, 6.0): a Q/DQ graph is built with the INT8 builder flag (plus FP16 for the
+layers the plan left unquantized) on an explicit-batch network.
+TensorRT 10.x (JetPack 6.1+): a Q/DQ graph becomes a strongly typed network: the Q/DQ nodes and tensor
+types fix every layer's precision, and precision builder flags are not allowed.
+DLA (Orin AGX/NX only) runs INT8/FP16 with static shapes; unsupported layers fall back to the GPU.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from edge_runtime.errors import EdgeError
+
+MIN_TRT = (8, 5)
+
+
+class BuildError(EdgeError):
+    """An engine cannot be built (unsupported TensorRT, graph or option); the message says why."""
+
+
+@dataclass(frozen=True)
+class GraphPrecision:
+    has_qdq: bool  # QuantizeLinear/DequantizeLinear present
+    has_int4: bool  # INT4 weights (blocked DequantizeLinear)
+    has_fp16: bool  # FP16 tensors in the graph
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    precision: str = "quantized"  # "fp32" | "fp16" | "quantized" (the .q.onnx stages)
+    workspace_mb: int = 512  # builder scratch memory; Orin Nano shares 8 GB with the CPU
+    batch: tuple[int, int, int] = (1, 1, 4)  # optimization profile (min, opt, max) for the batch dim
+    dla_core: int | None = None  # None: GPU only
+    fp16_fallback: bool = True  # TRT 8.x: let unquantized layers run in FP16
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    trt_version: tuple[int, int]
+    explicit_batch: bool  # NetworkDefinitionCreationFlag.EXPLICIT_BATCH (8.x; deprecated in 10)
+    strongly_typed: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED (10.x)
+    flags: tuple[str, ...]  # trt.BuilderFlag member names
+    workspace_bytes: int
+    profile: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max)
+    dla_core: int | None
+
+    def to_dict(self) -> dict:
+        return {"trt_version": ".".join(map(str, self.trt_version)), "explicit_batch": self.explicit_batch,
+                "strongly_typed": self.strongly_typed, "flags": list(self.flags),
+                "workspace_bytes": self.workspace_bytes, "dla_core": self.dla_core,
+                "profile": {k: [list(s) for s in v] for k, v in self.profile.items()}}
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    parts = str(version).split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise BuildError(f"cannot read the TensorRT version {version!r}") from None
+
+
+def graph_precision(model_or_path) -> GraphPrecision:
+    """What precision the ONNX graph itself asks for (Q/DQ, INT4 weights, FP16 tensors)."""
+    import onnx
+
+    model = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
+    g = model.graph
+    int4 = {getattr(onnx.TensorProto, "INT4", -1), getattr(onnx.TensorProto, "UINT4", -1)}
+    types = [i.data_type for i in g.initializer]
+    types += [v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)]
+    qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node)
+    return GraphPrecision(qdq, any(t in int4 for t in types), onnx.TensorProto.FLOAT16 in types)
+
+
+def plan_build(trt_version: str, graph: GraphPrecision, options: BuildOptions, input_name: str,
+               input_shape: tuple[int, ...]) -> BuildPlan:
+    """The builder settings for one stage. input_shape: the graph's input, -1 (or 0) for dynamic dims."""
+    v = parse_version(trt_version)
+    _check_supported(v, graph, options)
+    trt10 = v[0] >= 10
+    on_dla = options.dla_core is not None
+    # Strong typing needs the graph to carry the precision (Q/DQ); DLA needs the precision flags.
+    strongly_typed = trt10 and options.precision == "quantized" and not on_dla
+    flags: list[str] = []
+    if not strongly_typed:
+        if options.precision == "quantized":
+            flags.append("INT8")
+        if options.precision == "fp16" or (options.precision == "quantized" and (options.fp16_fallback or on_dla)):
+            flags.append("FP16")
+    if on_dla:
+        flags.append("GPU_FALLBACK")
+    return BuildPlan(v, explicit_batch=not trt10, strongly_typed=strongly_typed, flags=tuple(flags),
+                     workspace_bytes=int(options.workspace_mb) << 20,
+                     profile=_profile(input_name, input_shape, options.batch, static=on_dla),
+                     dla_core=options.dla_core)
+
+
+def _check_supported(v: tuple[int, int], graph: GraphPrecision, options: BuildOptions) -> None:
+    if v < MIN_TRT:
+        raise BuildError(f"TensorRT {v[0]}.{v[1]} is too old: edge-qwq needs 8.5 or newer (JetPack 5.1+)")
+    if options.precision not in ("fp32", "fp16", "quantized"):
+        raise BuildError(f"unknown precision {options.precision!r}; choose fp32, fp16 or quantized")
+    if options.precision == "quantized" and not graph.has_qdq:
+        raise BuildError("precision 'quantized' needs a Q/DQ graph (stage{k}.q.onnx); run `edge-qwq quantize`")
+    if options.precision != "quantized" and graph.has_qdq:
+        raise BuildError(f"this stage graph is quantized (Q/DQ) but precision {options.precision!r} was asked")
+    if graph.has_int4 and v[0] < 10:
+        raise BuildError(f"INT4 weights need TensorRT 10 or newer (JetPack 6.1+); this device has "
+                         f"{v[0]}.{v[1]}: re-quantize the bundle with INT8 only")
+    if options.dla_core is not None:
+        if options.precision == "fp32":
+            raise BuildError("the DLA runs only INT8 or FP16 layers: build with precision fp16 or quantized")
+        if graph.has_int4:
+            raise BuildError("the DLA cannot run INT4 weights: build without --dla or re-quantize with INT8")
+    lo, opt, hi = options.batch
+    if not 1 <= lo <= opt <= hi:
+        raise BuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {options.batch}")
+
+
+def _profile(name: str, shape: tuple[int, ...], batch: tuple[int, int, int], static: bool) -> dict:
+    """Optimization profile for the dynamic batch dim (dim 0); {} when the input shape is fully static.
+    On the DLA shapes must be static: min = opt = max = the opt batch."""
+    dims = list(shape)
+    if all(d > 0 for d in dims):
+        return {}
+    if any(d <= 0 for d in dims[1:]):
+        raise BuildError(f"input {name} has dynamic dims other than the batch: {dims}")
+    lo, opt, hi = (batch[1],) * 3 if static else batch
+    return {name: tuple((b, *dims[1:]) for b in (lo, opt, hi))}

@@ -1,0 +1,153 @@
+"""The TensorRT calls that turn one ONNX stage into a serialized engine, following a `BuildPlan`.
+
+Written against the TensorRT Python API (8.5 to 10.x; docs.nvidia.com/deeplearning/tensorrt, Python API:
+Builder, OnnxParser, IBuilderConfig, IOptimizationProfile, ITimingCache, IProgressMonitor). Every call
+used here exists unchanged from 8.5 to 10.x except where a branch says otherwise. We call TensorRT
+directly rather than through Polygraphy's CreateConfig/EngineFromNetwork so that the recording fake in
+tests/engine_builder/fake_tensorrt.py can check each setting we make; Polygraphy is used for the
+on-device comparison tests.
+
+`trt` is passed in (the real module, or the fake in tests); nothing here imports tensorrt at module load.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from engine_builder.plan import BuildError, BuildPlan
+
+Progress = Callable[[str], None]
+
+
+def build_serialized(trt, onnx_path: str | Path, plan: BuildPlan, timing_cache: bytes | None = None,
+                     progress: Progress | None = None, logger=None) -> tuple[bytes, bytes]:
+    """Build one engine. Returns (serialized engine, serialized timing cache to keep for next time)."""
+    logger = logger or trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, plan))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise BuildError(parser_errors(parser, onnx_path))
+    config = make_config(trt, builder, plan, timing_cache)
+    label = Path(onnx_path).name
+    with progress_line(trt, config, label, progress or _stderr_line):
+        serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BuildError(f"TensorRT could not build an engine for {label} (its log above says why)")
+    return bytes(serialized), bytes(config.get_timing_cache().serialize())
+
+
+def network_flags(trt, plan: BuildPlan) -> int:
+    flags = 0
+    if plan.explicit_batch:  # required on 8.x for ONNX; deprecated and implied on 10.x
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if plan.strongly_typed:  # 10.x: the Q/DQ nodes and tensor types fix each layer's precision
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
+
+
+def make_config(trt, builder, plan: BuildPlan, timing_cache: bytes | None):
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+    for name in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    for name, (lo, opt, hi) in plan.profile.items():
+        profile = builder.create_optimization_profile()
+        profile.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+    if plan.dla_core is not None:
+        if plan.dla_core >= builder.num_DLA_cores:
+            raise BuildError(f"DLA core {plan.dla_core} was asked for, but this device has "
+                             f"{builder.num_DLA_cores} DLA cores (Orin Nano has none)")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = plan.dla_core
+    cache = config.create_timing_cache(timing_cache or b"")
+    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another device is refused
+    return config
+
+
+def parser_errors(parser, onnx_path) -> str:
+    """All parser errors in one message, each with the ONNX node's name and op where TensorRT says."""
+    names = _node_names(onnx_path)
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node = err.node_name() if hasattr(err, "node_name") else None  # 10.x
+        if not node:
+            idx = err.node()  # 8.x: index of the node in the ONNX graph, -1 if none
+            node = names[idx] if 0 <= idx < len(names) else None
+        op = err.node_operator() if hasattr(err, "node_operator") else None
+        where = f"node {node}" + (f" ({op})" if op else "") if node else "the graph"
+        lines.append(f"{where}: {err.desc()}")
+    return f"TensorRT cannot parse {Path(onnx_path).name}: " + "; ".join(lines or ["unknown parser error"])
+
+
+def _node_names(onnx_path) -> list[str]:
+    try:
+        import onnx
+
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        return [n.name or f"{n.op_type}#{i}" for i, n in enumerate(graph.node)]
+    except Exception:  # the file itself is what failed to parse
+        return []
+
+
+# ---------------- the progress line ----------------
+
+def _stderr_line(text: str) -> None:
+    sys.stderr.write(f"\r{text[:110]:<110}")
+    sys.stderr.flush()
+
+
+class progress_line:
+    """While TensorRT builds: its own phases (IProgressMonitor, 10.x) or an elapsed-time line (8.x)."""
+
+    def __init__(self, trt, config, label: str, emit: Progress):
+        self.trt, self.config, self.label, self.emit = trt, config, label, emit
+        self._stop = threading.Event()
+        self._thread = None
+        self._t0 = time.monotonic()
+
+    def __enter__(self):
+        if hasattr(self.trt, "IProgressMonitor"):
+            self.config.progress_monitor = make_monitor(self.trt, self.label, self.emit)
+        else:
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        return self
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self.emit(f"building {self.label}: {time.monotonic() - self._t0:.0f} s")
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        self.emit(f"built {self.label} in {time.monotonic() - self._t0:.1f} s\n")
+        return False
+
+
+def make_monitor(trt, label: str, emit: Progress):
+    """An IProgressMonitor that prints 'building stage0.q.onnx: <phase> 3/10'."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            emit(f"building {label}: {phase_name}")
+
+        def step_complete(self, phase_name, step):
+            emit(f"building {label}: {phase_name} {step + 1}/{self.steps.get(phase_name, '?')}")
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            self.steps.pop(phase_name, None)
+
+    return Monitor()
