@@ -17,20 +17,50 @@ import click
 @click.option("--early-exit", default=None, help="Thresholds to exit early with a defect, e.g. 0.85,0.92.")
 @click.option("--early-exit-ok", default=None, help="Thresholds to exit early with ok (stricter), e.g. 0.9,0.95.")
 @click.option("--max-frames", type=int, default=0, help="Stop after this many frames (0: all).")
-def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_frames):
+@click.option("--store", default=None, type=click.Path(dir_okay=False),
+              help="SQLite decision store (WAL); runs the service loop.")
+@click.option("--jsonl", default=None, help="Also write stored decisions as JSON lines here ('-': stdout).")
+@click.option("--http", "http", default=None, metavar="HOST:PORT",
+              help="Serve /healthz /readyz /metrics /status /latest.jpg; runs the service loop.")
+@click.option("--evidence", default=None, type=click.Path(file_okay=False), help="Folder for defect JPEGs.")
+@click.option("--evidence-budget-mb", default=1024.0, show_default=True, type=float,
+              help="Disk budget for evidence; the oldest evidence is deleted first.")
+@click.option("--reuse-window", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Frames that may reuse the last decision when nearly identical (0: off).")
+@click.option("--shadow-rate", default=0.05, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Fraction of frames checked against the FP32 reference in the background.")
+@click.option("--connect-timeout", default=10.0, show_default=True, type=float,
+              help="Seconds to wait for the first frame of a live source.")
+@click.option("--threads", default=0, type=int, help="ONNX Runtime intra-op threads (0: its default).")
+def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_frames, store, jsonl, http,
+            evidence, evidence_budget_mb, reuse_window, shadow_rate, connect_timeout, threads):
     """Run BUNDLE on SOURCE and print one JSON decision per frame.
 
+    SOURCE: an image, a folder, a video file, v4l2:///dev/video0, csi://0, rtsp://... or http://... (MJPEG).
+    With --store or --http it runs as the device service (reuse, health checks, rollback, systemd notify).
+
     \b
-    Example:
+    Examples:
       edge-qwq run --bundle bundle/ --source line3.mp4 | jq .label
+      edge-qwq run --bundle /var/lib/edge-qwq --source csi://0 --store decisions.db --http 0.0.0.0:8080
     """
+    if store or http:
+        from edge_runtime.service import Service, ServiceConfig
+
+        cfg = ServiceConfig(bundle=bundle, source=source, store=store, jsonl=jsonl, http=http, evidence=evidence,
+                            evidence_budget_mb=evidence_budget_mb, reuse_window=reuse_window,
+                            shadow_rate=shadow_rate, backend=backend, precision=precision,
+                            early_exit=_floats(early_exit), early_exit_ok=_floats(early_exit_ok),
+                            threads=threads, max_frames=max_frames, connect_timeout=connect_timeout)
+        Service(cfg).run()
+        return
     from edge_runtime.inference import DynamicInference, InferenceConfig
     from edge_runtime.sources import open_source
 
     config = InferenceConfig(backend=backend, precision=precision, early_exit=_floats(early_exit),
-                             early_exit_ok=_floats(early_exit_ok))
+                             early_exit_ok=_floats(early_exit_ok), threads=threads)
     model = DynamicInference(bundle, config)
-    for n, (frame_id, frame, origin) in enumerate(open_source(source)):
+    for n, (frame_id, frame, origin) in enumerate(open_source(source, connect_timeout=connect_timeout)):
         if max_frames and n >= max_frames:
             break
         d = model.infer(frame)

@@ -1,0 +1,210 @@
+"""Decisions that are never lost: SQLite (WAL), one row per frame; events; JPEG evidence within a budget.
+
+    >>> store = DecisionStore("decisions.db", jsonl="decisions.jsonl")   # doctest: +SKIP
+    >>> store.add({"time": ..., "frame_id": 7, ...})                    # pending, in the open transaction
+    >>> for row in store.maybe_commit(): report(row)                     # committed: now it is "stored"
+
+A row is reported (returned by `maybe_commit`/`flush`, written to the JSON lines file) only after its
+transaction committed, so whatever was reported survives a kill -9 or a power cut (synchronous=FULL).
+Commits are batched by count and time, which keeps the store off the per-frame critical path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.errors import EdgeError
+
+COLUMNS = ("time", "frame_id", "source", "label", "confidence", "exit", "latency_ms", "model_version",
+           "reused", "evidence")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, frame_id INTEGER NOT NULL,
+    source TEXT NOT NULL, label TEXT NOT NULL, confidence REAL NOT NULL, exit INTEGER NOT NULL,
+    latency_ms REAL NOT NULL, model_version TEXT NOT NULL, reused INTEGER NOT NULL, evidence TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+"""
+
+
+class StoreError(EdgeError):
+    """The decision store cannot be opened or written (not a database, disk full, read-only)."""
+
+
+def _db_error(path: Path, e: Exception) -> StoreError:
+    msg = str(e)
+    if "full" in msg:
+        return StoreError(f"{path}: the disk holding the decision store is full; the decisions committed so far "
+                          "are kept; free space and restart")
+    if "not a database" in msg:
+        return StoreError(f"{path}: exists but is not an SQLite decision store; choose another --store path")
+    return StoreError(f"{path}: decision store error: {msg}")
+
+
+class DecisionStore:
+    def __init__(self, path: str | os.PathLike, jsonl: str | os.PathLike | None = None, commit_every: int = 64,
+                 commit_interval_s: float = 0.2, synchronous: str = "FULL"):
+        self.path = Path(path)
+        self.commit_every, self.commit_interval_s = commit_every, commit_interval_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), isolation_level="DEFERRED")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise _db_error(self.path, e) from None
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot create the decision store ({e.strerror})") from None
+        self._jsonl = self._open_jsonl(jsonl)
+        self._pending: list[dict] = []
+        self._last_commit = time.monotonic()
+        self.stored = 0
+        self.last_id = 0
+
+    @staticmethod
+    def _open_jsonl(jsonl):
+        if jsonl is None:
+            return None
+        return sys.stdout if str(jsonl) == "-" else open(jsonl, "a", buffering=1)
+
+    def add(self, row: dict) -> dict:
+        """Insert one decision into the open transaction (not yet stored); returns the row with its id."""
+        try:
+            cur = self.db.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES "
+                                  f"({', '.join('?' * len(COLUMNS))})", [row.get(c) for c in COLUMNS])
+        except sqlite3.Error as e:
+            raise _db_error(self.path, e) from None
+        row = {"id": cur.lastrowid, **row}
+        self._pending.append(row)
+        return row
+
+    def maybe_commit(self, now: float | None = None) -> list[dict]:
+        now = time.monotonic() if now is None else now
+        if len(self._pending) >= self.commit_every or (self._pending and now - self._last_commit
+                                                        >= self.commit_interval_s):
+            return self.flush()
+        return []
+
+    def flush(self) -> list[dict]:
+        """Commit; returns the rows that are now stored (and writes them to the JSON lines file)."""
+        try:
+            self.db.commit()
+        except sqlite3.Error as e:
+            raise _db_error(self.path, e) from None
+        self._last_commit = time.monotonic()
+        done, self._pending = self._pending, []
+        if done:
+            self.stored += len(done)
+            self.last_id = done[-1]["id"]
+        if self._jsonl is not None:
+            for row in done:
+                self._jsonl.write(json.dumps({**row, "stored": True}) + "\n")
+            self._jsonl.flush()
+        return done
+
+    def event(self, kind: str, detail: dict, when: float | None = None) -> None:
+        """Record an event (health action, rollback, ...) and commit it with the pending decisions."""
+        try:
+            self.db.execute("INSERT INTO events (time, kind, detail) VALUES (?, ?, ?)",
+                            (when or time.time(), kind, json.dumps(detail)))
+        except sqlite3.Error as e:
+            raise _db_error(self.path, e) from None
+        self.flush()
+
+    def events(self, limit: int = 100) -> list[dict]:
+        rows = self.db.execute("SELECT id, time, kind, detail FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        return [{"id": i, "time": t, "kind": k, "detail": json.loads(d)} for i, t, k, d in rows][::-1]
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.db.close()
+            if self._jsonl not in (None, sys.stdout):
+                self._jsonl.close()
+
+
+def open_readonly(path: str | os.PathLike) -> sqlite3.Connection:
+    """A read-only connection (for tools and tests that inspect a running service's store)."""
+    return sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+
+
+class EvidenceWriter:
+    """Defect frames as JPEG files under `root`, at most `budget_bytes` in all; the oldest go first.
+
+    Files are named <time_ns>_<frame>_<label>.jpg, so name order is age order. A full disk pauses evidence
+    (one warning, `paused_reason`); decisions go on being stored regardless."""
+
+    def __init__(self, root: str | os.PathLike, budget_mb: float, quality: int = 90):
+        self.root = Path(root)
+        self.budget = int(budget_mb * 1024 * 1024)
+        self.quality = quality
+        if self.budget <= 0:
+            raise EdgeError(f"--evidence-budget-mb must be positive, got {budget_mb:g}")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EdgeError(f"{self.root}: cannot create the evidence folder ({e.strerror})") from None
+        self._files: deque[tuple[Path, int]] = deque(
+            (p, p.stat().st_size) for p in sorted(self.root.glob("*.jpg")))
+        self.used = sum(s for _, s in self._files)
+        self.saved = self.deleted = 0
+        self.paused_reason: str | None = None
+        self._check_room()
+
+    def _check_room(self) -> None:
+        free = shutil.disk_usage(self.root).free
+        if free + self.used < self.budget:
+            mb = 1024 * 1024
+            raise EdgeError(f"{self.root}: the evidence budget ({self.budget / mb:.0f} MB) does not fit on this "
+                            f"disk ({free / mb:.1f} MB free + {self.used / mb:.1f} MB of evidence); "
+                            "lower --evidence-budget-mb or free space")
+
+    def save(self, frame_bgr: np.ndarray, frame_id: int, label: str) -> str | None:
+        """Write one evidence JPEG; returns its path, or None when evidence is paused or the frame too big."""
+        import cv2
+
+        if self.paused_reason:
+            return None
+        ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok or buf.size > self.budget:
+            return None
+        while self._files and self.used + buf.size > self.budget:
+            self._delete_oldest()
+        path = self.root / f"{time.time_ns()}_{frame_id}_{label}.jpg"
+        try:
+            _write_atomic(path, buf.tobytes())
+        except OSError as e:
+            self.paused_reason = f"{self.root}: cannot write evidence ({e.strerror}); evidence paused, " \
+                                 "decisions are still stored"
+            return None
+        self._files.append((path, buf.size))
+        self.used += buf.size
+        self.saved += 1
+        return str(path)
+
+    def _delete_oldest(self) -> None:
+        path, size = self._files.popleft()
+        path.unlink(missing_ok=True)
+        self.used -= size
+        self.deleted += 1
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
