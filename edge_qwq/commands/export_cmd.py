@@ -1,0 +1,28 @@
+"""`edge-qwq export`: student -> bundle of staged ONNX graphs."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("export")
+@click.option("--student", required=True, type=click.Path(), help="Student folder (from distill).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle (only once the new one is complete).")
+def command(student, out, force):
+    """Export STUDENT as one ONNX graph per stage plus the bundle manifest. Each stage is checked with
+    onnx.checker and against torch (max abs error <= 1e-4) before the bundle is moved into place.
+
+    \b
+    Example:
+      edge-qwq export --student student/ --out bundle/
+    """
+    from edge_qwq.console import console
+    from export.onnx_export import export_bundle
+    from export.student import load_student
+
+    bundle = export_bundle(load_student(student), out, force=force,
+                           progress=lambda k, n: console.print(f"  stage {k + 1}/{n} exported and checked"))
+    for s in bundle.manifest["stages"]:
+        console.print(f"  {s['file']}: {s['flops'] / 1e6:.1f} MFLOPs, max |onnx - torch| = "
+                      f"{s['max_abs_error_vs_torch']:.1e}")
+    console.print(f"bundle written to {out} (model version {bundle.version})")

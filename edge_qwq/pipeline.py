@@ -1,0 +1,81 @@
+"""The pipeline's steps, chained by `edge-qwq build` and `edge-qwq demo`. No algorithm lives here:
+each step calls one package and reports what it did."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from edge_qwq.console import console
+
+
+@contextmanager
+def step(name: str, timings: dict):
+    console.rule(f"[bold]{name}")
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 1)
+    console.print(f"[green]done[/green] {name} in {timings[name]:.1f} s")
+
+
+def distill_student(teacher, data, out, epochs: int, force: bool = True) -> dict:
+    from edge_qwq.tables import exit_table
+    from export.distill import DistillConfig, distill
+
+    m = distill(teacher, data, out, config=DistillConfig(epochs=epochs))
+    console.print(exit_table(m))
+    return m
+
+
+def export_student(student, bundle, force: bool = True):
+    from export.onnx_export import export_bundle
+    from export.student import load_student
+
+    b = export_bundle(load_student(student), bundle, force=force)
+    worst = max(s["max_abs_error_vs_torch"] for s in b.manifest["stages"])
+    console.print(f"{len(b.stages)} stages exported, max |onnx - torch| = {worst:.1e}, "
+                  f"{sum(s.flops for s in b.stages) / 1e6:.1f} MFLOPs at full depth")
+    return b
+
+
+def quantize(bundle, data, mode: str = "mixed", trt_version: str = "10.3", max_drop: float = 0.3) -> dict | None:
+    """Quantize with calib (on DATA/calib); None, with a note, if calib is not part of this build."""
+    try:
+        from calib import quantize_bundle
+    except ImportError:
+        console.print("[yellow]quantization is not available in this build; the bundle stays FP32[/yellow]")
+        return None
+    report = quantize_bundle(bundle, Path(data) / "calib", mode=mode, trt_version=trt_version, max_drop=max_drop)
+    console.print(f"quantized ({mode}, TensorRT {trt_version}); report: {Path(bundle) / 'quant_report.json'}")
+    return report
+
+
+def lint(bundle, trt_version: str = "10.3") -> list:
+    try:
+        from calib.lint import lint_bundle
+    except ImportError:
+        return []
+    findings = lint_bundle(bundle, trt_version=trt_version)
+    console.print("TensorRT lint: " + ("clean" if not findings else f"{len(findings)} finding(s)"))
+    for f in findings:
+        console.print(f"  {f}")
+    return findings
+
+
+def estimate(bundle, target: str, budget_ms: float) -> dict | None:
+    try:
+        from engine_builder.estimate import estimate_bundle, format_estimate
+    except ImportError:
+        console.print("[yellow]latency estimate not available in this build[/yellow]")
+        return None
+    est = estimate_bundle(bundle, target, budget_ms)
+    console.print(format_estimate(est))
+    return est
+
+
+def engines(bundle) -> str:
+    try:
+        from engine_builder.build import build_engines_or_explain
+    except ImportError:
+        return "TensorRT engines are built on the device (engine_builder is not part of this build)."
+    return build_engines_or_explain(bundle)
