@@ -49,6 +49,7 @@ class ServiceConfig:
     threads: int = 0
     max_frames: int = 0
     connect_timeout: float = 10.0
+    handle_signals: bool = True  # SIGTERM/SIGINT stop the loop (main thread only)
     health: HealthConfig = field(default_factory=HealthConfig)
 
 
@@ -145,7 +146,7 @@ class Service:
         self._stop.set()
 
     def _install_signals(self) -> None:
-        if threading.current_thread() is threading.main_thread():
+        if self.cfg.handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
 
