@@ -114,7 +114,7 @@ def cuda_gpu() -> tuple[str | None, str | None, str | None]:
         dev = cuda.Device(0)
         major, minor = dev.compute_capability()
         return f"{v // 1000}.{(v % 1000) // 10}", dev.name(), f"{major}.{minor}"
-    except Exception:  # no GPU or driver: pycuda raises its own LogicError/RuntimeError
+    except Exception:  # noqa: BLE001 - no GPU or driver: pycuda raises its own LogicError/RuntimeError
         return None, None, None
 
 

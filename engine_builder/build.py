@@ -10,17 +10,22 @@ calibration inputs, and only if all stages pass is the entry marked active in th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from engine_builder.cache import Decision, decide, engine_dir, engine_file, timing_cache_file
 from engine_builder.plan import BuildError, BuildOptions, graph_precision, plan_build
 from engine_builder.trt_build import build_serialized
-from engine_builder.verify import (DEFAULT_TOLERANCES, StageRunner, calibration_inputs, onnxruntime_runner,
-                                   verify_stages)
+from engine_builder.verify import (
+    DEFAULT_TOLERANCES,
+    StageRunner,
+    calibration_inputs,
+    onnxruntime_runner,
+    verify_stages,
+)
 
 ON_DEVICE_HINT = ("run `edge-qwq build --target orin` on the Orin, or start the edge-qwq service there "
                   "and it builds them at its first start")
@@ -45,7 +50,6 @@ def build_engines(bundle_path: str | os.PathLike, precision: str = "auto", optio
     tests (a fake TensorRT module, a made-up device, a runner of crafted outputs)."""
     from edge_runtime.bundle import Bundle
     from edge_runtime.fingerprint import detect
-
     from engine_builder.estimate import stage_files
 
     if trt is None:

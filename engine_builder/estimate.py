@@ -35,8 +35,8 @@ class Assumptions:
     exit_rates_source: str = "assumed"
     notes: tuple[str, ...] = field(default=(
         "batch 1; FLOPs = multiply-adds x 2 of Conv/MatMul/Gemm",
-        "element-wise ops fused into their neighbours (TensorRT layer fusion); one kernel per "
-        "Conv/MatMul/Gemm/Softmax/normalization/reduction",
+        ("element-wise ops fused into their neighbours (TensorRT layer fusion); one kernel per "
+         "Conv/MatMul/Gemm/Softmax/normalization/reduction"),
         "GPU only, dense (no structured sparsity), module at maximum power mode; DLA not used",
         "preprocessing and camera capture not included",
     ))
@@ -181,7 +181,7 @@ def estimate_stages(layers_per_stage: list[list[Layer]], target: Target, a: Assu
         for layer in layers:
             mix[layer.precision] = mix.get(layer.precision, 0) + layer.flops
         stages.append({"index": k, "flops": int(sum(x.flops for x in layers)),
-                       "bytes": int(round(sum(x.bytes for x in layers))), "kernels": len(layers),
+                       "bytes": round(sum(x.bytes for x in layers)), "kernels": len(layers),
                        "flops_by_precision": mix, "ms": round(ms, 4)})
     return stages
 
@@ -262,9 +262,9 @@ def format_assumptions(ests: dict | list[dict]) -> str:
         lines.append(f"  {est['target']}: {t['target']}: peak INT8 {t['peak_int8_tops']} TOPS, FP16 "
                      f"{t['peak_fp16_tflops']} TFLOPS, FP32 {t['peak_fp32_tflops']} TFLOPS, DRAM "
                      f"{t['bandwidth_gbs']} GB/s (source: {t['source']})")
-    lines += [f"  {a['compute_efficiency']:.0%} of peak compute and {a['bandwidth_efficiency']:.0%} of peak "
-              f"bandwidth reached; {a['launch_us_per_kernel']} us launch cost per kernel; "
-              f"{a['stage_overhead_ms']} ms per stage (logits to host, sync)",
+    lines += [(f"  {a['compute_efficiency']:.0%} of peak compute and {a['bandwidth_efficiency']:.0%} of peak "
+               f"bandwidth reached; {a['launch_us_per_kernel']} us launch cost per kernel; "
+               f"{a['stage_overhead_ms']} ms per stage (logits to host, sync)"),
               f"  exit rates {a['exit_rates']}: {a['exit_rates_source']}"]
     lines += [f"  {n}" for n in a["notes"]]
     return "\n".join(lines)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine_builder.plan import BuildError, BuildPlan
 
@@ -91,7 +91,7 @@ def _node_names(onnx_path) -> list[str]:
 
         graph = onnx.load(str(onnx_path), load_external_data=False).graph
         return [n.name or f"{n.op_type}#{i}" for i, n in enumerate(graph.node)]
-    except Exception:  # the file itself is what failed to parse
+    except Exception:  # noqa: BLE001 - the file itself is what failed to parse
         return []
 
 

@@ -57,15 +57,17 @@ def test_engines_for_another_device_are_never_loaded(tiny_bundle):
 # ---------------- on the device (jetson/run-device-tests.sh) ----------------
 
 @pytest.mark.tensorrt
-def test_device_load_and_run_matches_onnxruntime(tiny_bundle):
+def test_device_load_and_run_matches_onnxruntime(tmp_path):
     pytest.importorskip("tensorrt", reason="needs TensorRT and a CUDA GPU: run jetson/run-device-tests.sh on an Orin")
     pytest.importorskip("pycuda", reason="needs pycuda: run jetson/install.sh on the device")
     from edge_runtime.backends import open_backend
     from edge_runtime.executor import EarlyExitExecutor, ExitPolicy, simulate_exits
     from engine_builder.build import build_engines
+    from tests.engine_builder.device_bundle import make_onnx_bundle
 
-    build_engines(tiny_bundle, progress=lambda s: None)
-    bundle = Bundle.open(tiny_bundle)
+    root = make_onnx_bundle(tmp_path / "bundle")  # torch-free: torch is not installed on the device
+    build_engines(root, progress=lambda s: None)
+    bundle = Bundle.open(root)
     trt_backend = open_backend("tensorrt", bundle)
     ort_backend = open_backend("onnxruntime", bundle)
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)

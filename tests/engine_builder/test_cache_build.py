@@ -111,7 +111,7 @@ def test_timing_cache_of_this_device_is_reused_on_rebuild(tiny_bundle, ort_engin
     trt = make_fake_tensorrt("10.3.0")
     build_engines(tiny_bundle, trt=trt, fingerprint=ORIN, engine_runner=ort_engine, force=True,
                   progress=lambda s: None)
-    assert [c for c in trt.calls if c[0] == "config.create_timing_cache"][0][1] == kept
+    assert next(c for c in trt.calls if c[0] == "config.create_timing_cache")[1] == kept
 
 
 def test_failed_verification_is_not_activated_and_names_stage_and_output(tiny_bundle, ort_engine):

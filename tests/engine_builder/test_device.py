@@ -10,6 +10,14 @@ REASON = "needs TensorRT and a CUDA GPU: run jetson/run-device-tests.sh on an Or
 
 
 @pytest.fixture
+def onnx_bundle(tmp_path):
+    """A torch-free 3-stage bundle (torch is not installed on the device)."""
+    from tests.engine_builder.device_bundle import make_onnx_bundle
+
+    return make_onnx_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture
 def trt():
     return pytest.importorskip("tensorrt", reason=REASON)
 
@@ -22,34 +30,34 @@ def test_device_fingerprint_sees_tensorrt_and_the_gpu(trt):
     assert fp.compute_capability is not None and fp.cuda is not None, "pycuda missing: run jetson/install.sh"
 
 
-def test_device_build_verifies_activates_then_reuses(trt, tiny_bundle):
+def test_device_build_verifies_activates_then_reuses(trt, onnx_bundle):
     from edge_runtime.bundle import Bundle
     from engine_builder.build import build_engines
 
-    first = build_engines(tiny_bundle, progress=lambda s: None)
+    first = build_engines(onnx_bundle, progress=lambda s: None)
     assert first["decision"]["action"] == "build"
     fp_id = first["fingerprint"]["id"]
-    entry = Bundle.open(tiny_bundle).section("engines")[fp_id]  # opening re-checks every sha256
+    entry = Bundle.open(onnx_bundle).section("engines")[fp_id]  # opening re-checks every sha256
     assert entry["active"] and all(s["passed"] for s in entry["verification"]["stages"])
-    assert (tiny_bundle / entry["timing_cache"]).stat().st_size > 0
-    assert build_engines(tiny_bundle, progress=lambda s: None)["decision"]["action"] == "use"
+    assert (onnx_bundle / entry["timing_cache"]).stat().st_size > 0
+    assert build_engines(onnx_bundle, progress=lambda s: None)["decision"]["action"] == "use"
 
 
-def test_device_load_engines_and_run_a_batch(trt, tiny_bundle):
+def test_device_load_engines_and_run_a_batch(trt, onnx_bundle):
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
     from edge_runtime.bundle import Bundle
     from engine_builder.build import build_engines
 
-    entry = build_engines(tiny_bundle, progress=lambda s: None)["entry"]
-    bundle = Bundle.open(tiny_bundle)
+    entry = build_engines(onnx_bundle, progress=lambda s: None)["entry"]
+    bundle = Bundle.open(onnx_bundle)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     with TrtRunner(EngineFromBytes(bundle.path(entry["stages"][0]["file"]).read_bytes())) as runner:
         out = runner.infer({"image": x})
     assert out["logits"].shape == (2, len(bundle.classes))
 
 
-def test_device_compare_engine_with_onnxruntime_via_polygraphy(trt, tiny_bundle):
+def test_device_compare_engine_with_onnxruntime_via_polygraphy(trt, onnx_bundle):
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
     from polygraphy.comparator import Comparator, CompareFunc, DataLoader
@@ -57,8 +65,8 @@ def test_device_compare_engine_with_onnxruntime_via_polygraphy(trt, tiny_bundle)
     from edge_runtime.bundle import Bundle
     from engine_builder.build import build_engines
 
-    entry = build_engines(tiny_bundle, progress=lambda s: None)["entry"]
-    bundle = Bundle.open(tiny_bundle)
+    entry = build_engines(onnx_bundle, progress=lambda s: None)["entry"]
+    bundle = Bundle.open(onnx_bundle)
     for k, stage in enumerate(entry["stages"]):
         runners = [OnnxrtRunner(SessionFromOnnx(str(bundle.path(stage["source"])))),
                    TrtRunner(EngineFromBytes(bundle.path(stage["file"]).read_bytes()))]
