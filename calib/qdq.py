@@ -1,0 +1,239 @@
+"""Graph mechanics: INT8 Q/DQ through onnxruntime.quantization, INT4 blocked DequantizeLinear, FP16
+weights, AWQ folds, bias edits, and running a graph on the runtime's own ONNX Runtime session.
+
+TensorRT's rules (DESIGN.md) shape every choice here: symmetric (zero-point 0) INT8, per-channel
+weights along the output channels, per-tensor activations, Q/DQ only in front of Conv/MatMul/Gemm,
+float biases (TensorRT has no INT32 DequantizeLinear); INT4 weight-only on 2-D MatMul/Gemm weights,
+blocked along K (DequantizeLinear block_size, opset 21).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from calib.awq import Int4Weight
+from calib.graph import Layer, inline_identities
+
+QUANT_OPS = ["Conv", "MatMul", "Gemm"]
+INT4_OPSET = 21
+METHODS = ("MinMax", "Percentile", "Entropy")
+
+
+def load_stage(path: str | os.PathLike, opset: int | None = None):
+    """A stage graph ready for quantization: shared initializers un-shared, converted to `opset`."""
+    import onnx
+
+    model = onnx.load(str(path))
+    inline_identities(model)
+    current = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset and opset > current:
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, opset)
+    return model
+
+
+def _tmpdir() -> str:
+    return tempfile.mkdtemp(prefix="edge-qwq-calib.")
+
+
+def run(model, x: np.ndarray, extra_outputs: list[str] = (), threads: int = 0) -> dict[str, np.ndarray]:
+    """Run `model` (ModelProto) on its single input x through the runtime's make_session."""
+    import shutil
+
+    import onnx
+
+    from edge_runtime.backends.onnxruntime_backend import make_session
+
+    m = model
+    if extra_outputs:
+        m = copy.deepcopy(model)
+        have = {o.name for o in m.graph.output}
+        for name in extra_outputs:
+            if name not in have:
+                m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    d = _tmpdir()
+    try:
+        path = Path(d) / "m.onnx"
+        onnx.save(m, str(path))
+        sess = make_session(path, threads)
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class ArrayReader:
+    """onnxruntime.quantization.CalibrationDataReader over one array, in batches."""
+
+    def __init__(self, name: str, x: np.ndarray, batch: int = 32):
+        self.name, self.x, self.batch, self.pos = name, x, batch, 0
+
+    def get_next(self):
+        if self.pos >= len(self.x):
+            return None
+        b = self.x[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return {self.name: b}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def set_range(self, start_index: int, end_index: int) -> None:  # CalibStridedMinMax
+        self.x, self.pos = self.x[start_index:end_index], 0
+
+
+def make_reader(model, x: np.ndarray):
+    """A CalibrationDataReader subclass instance (ORT checks the type) feeding x to model's input."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    cls = type("StageReader", (ArrayReader, CalibrationDataReader), {})
+    return cls(model.graph.input[0].name, x)
+
+
+def ort_int8(model, x: np.ndarray, method: str = "MinMax", exclude: list[str] = (),
+             include: list[str] | None = None, cache: str | None = None, defaults: bool = False):
+    """onnxruntime.quantization.quantize_static on a ModelProto -> the QDQ ModelProto.
+
+    Ours: symmetric INT8 activations and weights (zero-point 0), per-channel weights, float biases,
+    Q/DQ only for Conv/MatMul/Gemm; `cache` reuses one calibration across calls. defaults=True: ORT's
+    own defaults (QDQ, per-channel, min-max) for the peer check."""
+    import shutil
+
+    d = _tmpdir()
+    try:
+        with quiet():
+            return _quantize_static(model, x, Path(d), method, exclude, include, cache, defaults)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _quantize_static(model, x, d: Path, method, exclude, include, cache, defaults):
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    out, src = d / "q.onnx", d / "in.onnx"
+    onnx.save(model, str(src))  # quantize_static rewrites a ModelProto it is given (external data)
+    if defaults:
+        quantize_static(str(src), str(out), make_reader(model, x), quant_format=QuantFormat.QDQ, per_channel=True)
+        return onnx.load(str(out))
+    quantize_static(
+        str(src), str(out), make_reader(model, x), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, op_types_to_quantize=QUANT_OPS,
+        nodes_to_exclude=list(exclude), nodes_to_quantize=list(include or []),
+        calibrate_method=getattr(CalibrationMethod, method), calibration_cache_path=cache,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                       "CalibTensorRangeSymmetric": True, "CalibPercentile": 99.99,
+                       "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                       # outputs stay float: ORT 1.32's QDQ propagation breaks opset-21 graphs otherwise
+                       "OpTypesToExcludeOutputQuantization": QUANT_OPS})
+    return onnx.load(str(out))
+
+
+@contextlib.contextmanager
+def quiet():
+    """ORT's calibrators print to stdout and warn through the root logger; keep the CLI's output clean."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _node_index(model, name: str) -> int:
+    return next(i for i, n in enumerate(model.graph.node) if n.name == name)
+
+
+def _init(model, name: str):
+    return next(i for i in model.graph.initializer if i.name == name)
+
+
+def _drop_unused(model, name: str) -> None:
+    if not any(name in n.input for n in model.graph.node):
+        model.graph.initializer.remove(_init(model, name))
+
+
+def _weight_kn(layer: Layer, w: np.ndarray) -> np.ndarray:
+    """The layer's 2-D weight as (K, N)."""
+    return w if layer.k_axis == 0 else w.T
+
+
+def weight_array(model, layer: Layer) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(_init(model, layer.weight)).astype(np.float32)
+
+
+def insert_int4(model, layer: Layer, w4: Int4Weight) -> None:
+    """Replace the layer's float weight by DequantizeLinear(INT4 (K or N first), scales, block_size)."""
+    import ml_dtypes
+    from onnx import helper, numpy_helper
+
+    q, scales = (w4.q, w4.scales) if layer.k_axis == 0 else (w4.q.T, w4.scales.T)  # back to the graph layout
+    base = f"{layer.name}/int4"
+    model.graph.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(q).astype(ml_dtypes.int4), f"{base}/q"),
+                                    numpy_helper.from_array(np.ascontiguousarray(scales), f"{base}/scale")])
+    dq = helper.make_node("DequantizeLinear", [f"{base}/q", f"{base}/scale"], [f"{base}/w"],
+                          name=f"{layer.name}/weight_dq_int4", axis=layer.k_axis, block_size=w4.block)
+    idx = _node_index(model, layer.name)
+    node = model.graph.node[idx]
+    old = node.input[1]
+    node.input[1] = f"{base}/w"
+    model.graph.node.insert(idx, dq)
+    _drop_unused(model, old)
+
+
+def fold_norm(model, norm: str, s: np.ndarray) -> None:
+    """LayerNorm `norm`: gamma / s and beta / s (new initializers: others may share the old ones)."""
+    from onnx import numpy_helper
+
+    node = model.graph.node[_node_index(model, norm)]
+    for pos, tag in ((1, "gamma"), (2, "beta")):
+        if len(node.input) <= pos or not node.input[pos]:
+            continue
+        old = node.input[pos]
+        v = numpy_helper.to_array(_init(model, old)).astype(np.float32) / s
+        model.graph.initializer.append(numpy_helper.from_array(v.astype(np.float32), f"{norm}/awq_{tag}"))
+        node.input[pos] = f"{norm}/awq_{tag}"
+        _drop_unused(model, old)
+
+
+def to_fp16_weight(model, layer: Layer) -> None:
+    """Store the layer's weight as FP16 and Cast it to float at run time (TensorRT folds the Cast)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = weight_array(model, layer).astype(np.float16)
+    name = f"{layer.name}/fp16"
+    model.graph.initializer.append(numpy_helper.from_array(w, f"{name}/w"))
+    cast = helper.make_node("Cast", [f"{name}/w"], [f"{name}/w32"], name=f"{layer.name}/weight_cast", to=TensorProto.FLOAT)
+    idx = _node_index(model, layer.name)
+    old = model.graph.node[idx].input[1]
+    model.graph.node[idx].input[1] = f"{name}/w32"
+    model.graph.node.insert(idx, cast)
+    _drop_unused(model, old)
+
+
+def bias_array(model, layer: Layer) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(_init(model, layer.bias)).astype(np.float32)
+
+
+def set_bias(model, layer: Layer, value: np.ndarray) -> None:
+    from onnx import numpy_helper
+
+    t = _init(model, layer.bias)
+    t.CopyFrom(numpy_helper.from_array(value.astype(np.float32), layer.bias))
