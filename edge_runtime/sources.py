@@ -136,6 +136,7 @@ class _VideoFileSource(FrameSource):
     def __init__(self, path: Path, prefetch: int = 4):
         import cv2
 
+        quiet_decoders()
         super().__init__(str(path))
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
@@ -247,8 +248,19 @@ class LiveSource(FrameSource):
 
 
 # ---------------------------------------------------------------- live openers
+def quiet_decoders() -> None:
+    """FFmpeg and OpenCV print a line per refused connection or broken JPEG; the source counts those
+    instead (stats, /status, /metrics), so the journal is not flooded. OPENCV_FFMPEG_LOGLEVEL overrides."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def _ffmpeg_opener(uri: str, open_timeout_ms: int = 3000, read_timeout_ms: int = 2000) -> Callable[[], object]:
     import cv2
+
+    quiet_decoders()
 
     if uri.startswith("rtsp://"):
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")

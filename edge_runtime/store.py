@@ -139,7 +139,7 @@ def open_readonly(path: str | os.PathLike) -> sqlite3.Connection:
 
 
 class EvidenceWriter:
-    """Defect frames as JPEG files under `root`, at most `budget_bytes` in all; the oldest go first.
+    """Defect frames as JPEG files under `root`, at most `budget_mb` on disk in all; the oldest go first.
 
     Files are named <time_ns>_<frame>_<label>.jpg, so name order is age order. A full disk pauses evidence
     (one warning, `paused_reason`); decisions go on being stored regardless."""
@@ -154,8 +154,9 @@ class EvidenceWriter:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise EdgeError(f"{self.root}: cannot create the evidence folder ({e.strerror})") from None
+        self.block = os.statvfs(self.root).f_frsize or 4096
         self._files: deque[tuple[Path, int]] = deque(
-            (p, p.stat().st_size) for p in sorted(self.root.glob("*.jpg")))
+            (p, _disk_size(p)) for p in sorted(self.root.glob("*.jpg")))
         self.used = sum(s for _, s in self._files)
         self.saved = self.deleted = 0
         self.paused_reason: str | None = None
@@ -176,9 +177,10 @@ class EvidenceWriter:
         if self.paused_reason:
             return None
         ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok or buf.size > self.budget:
+        need = -(-buf.size // self.block) * self.block  # what it takes on disk: whole blocks
+        if not ok or need > self.budget:
             return None
-        while self._files and self.used + buf.size > self.budget:
+        while self._files and self.used + need > self.budget:
             self._delete_oldest()
         path = self.root / f"{time.time_ns()}_{frame_id}_{label}.jpg"
         try:
@@ -187,8 +189,9 @@ class EvidenceWriter:
             self.paused_reason = f"{self.root}: cannot write evidence ({e.strerror}); evidence paused, " \
                                  "decisions are still stored"
             return None
-        self._files.append((path, buf.size))
-        self.used += buf.size
+        size = _disk_size(path)
+        self._files.append((path, size))
+        self.used += size
         self.saved += 1
         return str(path)
 
@@ -197,6 +200,12 @@ class EvidenceWriter:
         path.unlink(missing_ok=True)
         self.used -= size
         self.deleted += 1
+
+
+def _disk_size(path: Path) -> int:
+    """Bytes a file takes on its disk (allocated blocks, not its length): what fills a disk."""
+    st = path.stat()
+    return max(st.st_blocks * 512, st.st_size)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -61,7 +61,7 @@ def _jpeg_frame(seed):
 
 def test_evidence_budget_deletes_oldest_evidence_never_rows(tmp_path):
     store = DecisionStore(tmp_path / "d.db")
-    ev = EvidenceWriter(tmp_path / "ev", budget_mb=0.03)  # ~30 KB: a handful of noisy 64x64 JPEGs
+    ev = EvidenceWriter(tmp_path / "ev", budget_mb=0.06)  # ~60 KB: a handful of noisy 64x64 JPEGs
     paths = []
     for i in range(30):
         p = ev.save(_jpeg_frame(i), i, "crack")
@@ -71,16 +71,22 @@ def test_evidence_budget_deletes_oldest_evidence_never_rows(tmp_path):
     store.close()
     on_disk = sorted(str(p) for p in (tmp_path / "ev").glob("*.jpg"))
     assert ev.deleted > 0 and on_disk == paths[-len(on_disk):]  # the newest are kept
-    assert sum(os.path.getsize(p) for p in on_disk) <= ev.budget
+    assert sum(os.stat(p).st_blocks * 512 for p in on_disk) <= ev.budget
     db = sqlite3.connect(tmp_path / "d.db")
     assert db.execute("SELECT count(*) FROM decisions").fetchone() == (30,)
     # a restart picks up the existing evidence and its size
-    assert EvidenceWriter(tmp_path / "ev", budget_mb=0.03).used == ev.used
+    assert EvidenceWriter(tmp_path / "ev", budget_mb=0.06).used == ev.used
 
 
 def test_budget_larger_than_the_disk_is_one_clear_error(tmp_path):
     with pytest.raises(EdgeError, match="does not fit on this disk"):
         EvidenceWriter(tmp_path / "ev", budget_mb=1e12)
+
+
+def fill_disk(path):
+    with open(path, "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * 4096)
 
 
 def _tmpfs(path):
@@ -94,9 +100,8 @@ def _tmpfs(path):
 def test_full_evidence_disk_pauses_evidence_and_says_why(tmp_path):
     disk = _tmpfs(tmp_path / "small")
     try:
-        (disk / "filler").write_bytes(b"\0" * 40_000)
-        ev = EvidenceWriter(disk / "ev", budget_mb=0.02)  # fits the free space at start
-        (disk / "filler2").write_bytes(b"\0" * 8_000)  # then something else fills the disk
+        ev = EvidenceWriter(disk / "ev", budget_mb=0.05)  # fits the free space at start
+        fill_disk(disk / "filler")  # then something else fills the disk
         results = [ev.save(_jpeg_frame(i), i, "crack") for i in range(20)]
         assert None in results and ev.paused_reason and "evidence paused" in ev.paused_reason
         assert ev.save(_jpeg_frame(99), 99, "crack") is None  # stays paused, no exception

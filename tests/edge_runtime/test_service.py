@@ -1,0 +1,165 @@
+"""The service end to end, as `edge-qwq run` in a subprocess: video file, MJPEG over ffmpeg stopped and
+restarted, kill -9 and restart, SIGTERM, systemd notify on a real socket, and the user mistakes."""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+
+import pytest
+
+from tests.edge_runtime.test_store import fill_disk
+from tests.edge_runtime.service_helpers import (
+    MjpegServer, cli, cli_run, corrupt_avi, free_port, frames, needs_ffmpeg, status, wait_for, write_video)
+
+
+def _rows(db):
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT id, frame_id, label FROM decisions ORDER BY id").fetchall()
+
+
+def _one_line_error(r):
+    assert r.returncode != 0, r.stdout
+    err = r.stderr.strip()
+    assert err.startswith("edge-qwq: error:") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_video_file_every_frame_stored_corrupt_counted(tiny_bundle, tmp_path):
+    video = write_video(tmp_path / "v.avi", frames(120))
+    corrupt_avi(video, [7, 50])
+    db, jl = tmp_path / "d.db", tmp_path / "d.jsonl"
+    r = cli_run("run", "--bundle", str(tiny_bundle), "--source", str(video), "--store", str(db),
+                "--jsonl", str(jl))
+    assert r.returncode == 0, r.stderr
+    rows = _rows(db)
+    assert len(rows) == 118 == len(jl.read_text().splitlines())
+    assert [f for _, f, _ in rows] == list(range(118))
+
+
+@needs_ffmpeg
+def test_mjpeg_stream_survives_ffmpeg_restart_and_sigterm_flushes(tiny_bundle, tmp_path):
+    video = write_video(tmp_path / "v.avi", frames(60))
+    server = MjpegServer(video).start()
+    port, db, jl = free_port(), tmp_path / "d.db", tmp_path / "d.jsonl"
+    p = cli("run", "--bundle", str(tiny_bundle), "--source", server.url, "--store", str(db), "--jsonl", str(jl),
+            "--http", f"127.0.0.1:{port}")
+    try:
+        wait_for(lambda: (status(port) or {}).get("frames", 0) >= 20, 30, what="frames before the stop")
+        server.stop()
+        wait_for(lambda: not status(port)["source_stats"]["connected"], 10, what="the loss to be seen")
+        before = status(port)["frames"]
+        server.start()
+        s = wait_for(lambda: (st := status(port)) and st["frames"] > before + 20 and st, 30,
+                     what="frames after the restart")
+        assert s["source_stats"]["reconnects"] >= 1 and p.poll() is None
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=20)
+        server.stop()
+    assert p.returncode == 0
+    rows = _rows(db)
+    assert len(rows) >= s["frames"] and len(jl.read_text().splitlines()) == len(rows)  # SIGTERM flushed all
+
+
+@needs_ffmpeg
+def test_kill_9_then_restart_keeps_every_reported_decision(tiny_bundle, tmp_path):
+    video = write_video(tmp_path / "v.avi", frames(60))
+    db, jl = tmp_path / "d.db", tmp_path / "d.jsonl"
+    with MjpegServer(video) as server:
+        p = cli("run", "--bundle", str(tiny_bundle), "--source", server.url, "--store", str(db), "--jsonl", str(jl))
+        wait_for(lambda: jl.exists() and len(jl.read_text().splitlines()) >= 40, 30, what="stored decisions")
+        p.kill()
+        p.communicate(timeout=10)
+    reported = [json.loads(x) for x in jl.read_text().splitlines() if x.endswith("}")]
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    stored = {i: (f, lab) for i, f, lab in _rows(db)}
+    assert len(reported) >= 40
+    assert all(stored.get(r["id"]) == (r["frame_id"], r["label"]) for r in reported)
+    video2 = write_video(tmp_path / "v2.avi", frames(10))
+    r = cli_run("run", "--bundle", str(tiny_bundle), "--source", str(video2), "--store", str(db))
+    assert r.returncode == 0, r.stderr
+    assert len(_rows(db)) == len(stored) + 10
+
+
+@needs_ffmpeg
+def test_ready_and_watchdog_on_a_real_notify_socket(tiny_bundle, tmp_path):
+    video = write_video(tmp_path / "v.avi", frames(60))
+    addr = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, MjpegServer(video) as server:
+        sock.bind(addr)
+        sock.settimeout(20)
+        p = cli("run", "--bundle", str(tiny_bundle), "--source", server.url, "--store", str(tmp_path / "d.db"),
+                env={"NOTIFY_SOCKET": addr, "WATCHDOG_USEC": "200000"})
+        got = [sock.recv(256).decode() for _ in range(4)]
+        p.send_signal(signal.SIGTERM)
+        got.append(sock.recv(256).decode())
+        while "STOPPING=1" not in got[-1]:
+            got.append(sock.recv(256).decode())
+        p.communicate(timeout=20)
+    assert got[0].startswith("READY=1") and got[1:4] == ["WATCHDOG=1"] * 3
+    assert p.returncode == 0
+
+
+def test_user_mistakes_one_line_each_and_the_store_is_kept(tiny_bundle, tmp_path):
+    video = write_video(tmp_path / "v.avi", frames(20))
+    db = tmp_path / "d.db"
+    assert cli_run("run", "--bundle", str(tiny_bundle), "--source", str(video), "--store", str(db)).returncode == 0
+    base = ["run", "--bundle", str(tiny_bundle), "--store", str(db)]
+    err = _one_line_error(cli_run(*base, "--source", str(tmp_path / "nope.mp4")))
+    assert "no such file" in err
+    err = _one_line_error(cli_run(*base, "--source", f"http://127.0.0.1:{free_port()}/cam",
+                                  "--connect-timeout", "1"))
+    assert "cannot open the stream" in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        err = _one_line_error(cli_run(*base, "--source", str(video), "--http", f"127.0.0.1:{busy.getsockname()[1]}"))
+    assert "already in use" in err
+    err = _one_line_error(cli_run("run", "--bundle", str(tmp_path), "--source", str(video), "--store", str(db)))
+    assert "is not a bundle" in err
+    err = _one_line_error(cli_run(*base, "--source", str(video), "--evidence", str(tmp_path / "ev"),
+                                  "--evidence-budget-mb", "1e12"))
+    assert "does not fit on this disk" in err
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert len(_rows(db)) == 20
+
+
+@needs_ffmpeg
+def test_full_evidence_disk_while_running_keeps_deciding(tiny_bundle, tmp_path):
+    import subprocess
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    video = write_video(tmp_path / "v.avi", frames(60))
+    port, db = free_port(), tmp_path / "d.db"
+    try:
+        with MjpegServer(video) as server:
+            p = cli("run", "--bundle", str(tiny_bundle), "--source", server.url, "--store", str(db),
+                    "--http", f"127.0.0.1:{port}", "--evidence", str(disk / "ev"), "--evidence-budget-mb", "0.2")
+            try:
+                s = wait_for(lambda: (st := status(port)) and (st["evidence"] or {}).get("saved", 0) >= 3 and st, 30,
+                             what="evidence being written")
+                fill_disk(disk / "filler")  # something else fills the disk
+                s = wait_for(lambda: (st := status(port)) and st["evidence"]["paused"] and st, 20,
+                             what="evidence to pause")
+                frames_then = s["frames"]
+                wait_for(lambda: status(port)["frames"] > frames_then + 20, 20, what="decisions to go on")
+            finally:
+                p.send_signal(signal.SIGTERM)
+                out, err = p.communicate(timeout=20)
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    assert p.returncode == 0, err
+    warnings = [x for x in err.splitlines() if "evidence paused" in x]
+    assert len(warnings) == 1 and "cannot write evidence" in warnings[0]
+    with sqlite3.connect(db) as c:
+        kinds = [k for (k,) in c.execute("SELECT kind FROM events")]
+        assert c.execute("SELECT count(*) FROM decisions").fetchone()[0] >= frames_then + 20
+    assert "evidence_paused" in kinds
