@@ -314,6 +314,10 @@ def quantize_bundle(bundle_path: str | os.PathLike, calib_dir: str | os.PathLike
     eval_set = _eval_set(eval_data, bundle, cs)
     with tempfile.TemporaryDirectory(prefix="edge-qwq-quant.") as work:
         q = Quantizer(bundle, cs, mode, trt, float(max_drop), progress, eval_set, Path(work))
+        if cs.resized:
+            spec = bundle.input
+            q.notes.append(f"{cs.resized} of {len(cs)} calibration images are not {spec.height}x{spec.width}; "
+                           "they were resized as the runtime resizes frames")
         models, report = _quantize(q)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     _write(bundle, models, report, q)

@@ -1,0 +1,44 @@
+"""Calib fixtures: a small labelled calibration folder at the tiny bundle's 32 px, and one quantized copy
+of the tiny bundle shared by the read-only tests."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+CLASSES = ["crack", "ok", "scratch", "spot"]
+
+
+def write_images(root, per_class: int = 8, size: int = 32, seed: int = 0) -> None:
+    """DIR/calib/<class>/*.png: structured noise with a class-dependent mark, so labels mean something."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(CLASSES):
+        folder = root / "calib" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(60, 190, size=(size, size, 3)).astype(np.uint8)
+            if name != "ok":
+                y = int(rng.integers(4, size - 4))
+                img[y - 1 - c % 2:y + 1, :, :] = 255 if c % 2 else 0
+            assert cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calibdata")
+    write_images(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def quantized_bundle(tiny_bundle_template, calib_dir, tmp_path_factory):
+    """(bundle path, report) for a mixed-mode quantization of the tiny bundle."""
+    from calib import quantize_bundle
+
+    dst = tmp_path_factory.mktemp("qbundle") / "bundle"
+    shutil.copytree(tiny_bundle_template, dst)
+    report = quantize_bundle(dst, calib_dir, mode="mixed", max_drop=100.0)
+    return dst, report
