@@ -45,6 +45,8 @@ class Frame:
     image: np.ndarray  # BGR uint8 (H, W, 3)
     origin: str
     time: float  # wall clock when captured
+    tensor: np.ndarray | None = None  # the model input, when the source was given a `prepare` function
+    prep_ms: float = 0.0  # time `prepare` took (in the decode thread)
 
 
 @dataclass
@@ -133,11 +135,12 @@ def _read_loop(cap, stats: SourceStats, stop: threading.Event, publish: Callable
 class _VideoFileSource(FrameSource):
     """A video file, decoded ahead by a thread into a short queue (decode overlaps inference)."""
 
-    def __init__(self, path: Path, prefetch: int = 4):
+    def __init__(self, path: Path, prefetch: int = 4, prepare: Callable[[np.ndarray], np.ndarray] | None = None):
         import cv2
 
         quiet_decoders()
         super().__init__(str(path))
+        self._prepare = prepare
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             raise InputError(f"{path}: OpenCV cannot open this video")
@@ -155,30 +158,39 @@ class _VideoFileSource(FrameSource):
             self._put(None)
 
     def _put(self, img: np.ndarray | None) -> None:
+        item = img if img is None else _prepared(img, self._prepare)
         while not self._stop.is_set():
             try:
-                self._q.put(img, timeout=0.2)
+                self._q.put(item, timeout=0.2)
                 return
             except queue.Full:
                 continue
 
     def read(self, timeout: float | None = None) -> Frame | None:
         try:
-            img = self._q.get(timeout=timeout)
+            item = self._q.get(timeout=timeout)
         except queue.Empty:
             return None
-        if img is None:
+        if item is None:
             self._q.put(None)  # stay at the end for later reads
             if self._n == 0:
                 raise InputError(f"{self.uri}: the video has no readable frames")
             raise EndOfStream
         i, self._n = self._n, self._n + 1
         self.stats.delivered += 1
-        return Frame(i, img, f"{self.uri}#{i}", time.time())
+        img, tensor, prep_ms = item
+        return Frame(i, img, f"{self.uri}#{i}", time.time(), tensor, prep_ms)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _prepared(img: np.ndarray, prepare) -> tuple[np.ndarray, np.ndarray | None, float]:
+    if prepare is None:
+        return img, None, 0.0
+    t0 = time.perf_counter()
+    return img, prepare(img), (time.perf_counter() - t0) * 1e3
 
 
 class LiveSource(FrameSource):
@@ -187,8 +199,9 @@ class LiveSource(FrameSource):
     live = True
 
     def __init__(self, uri: str, opener: Callable[[], object], connect_timeout: float = 10.0,
-                 backoff: tuple[float, float] = (0.1, 5.0)):
+                 backoff: tuple[float, float] = (0.1, 5.0), prepare: Callable[[np.ndarray], np.ndarray] | None = None):
         super().__init__(uri)
+        self._prepare = prepare
         self._opener, self._backoff = opener, backoff
         self._cond = threading.Condition()
         self._latest: Frame | None = None
@@ -224,10 +237,11 @@ class LiveSource(FrameSource):
             self._stop.wait(min(self._backoff[1], self._backoff[0] * 2 ** max(0, attempt - 1)))
 
     def _publish(self, img: np.ndarray) -> None:
+        img, tensor, prep_ms = _prepared(img, self._prepare)
         with self._cond:
             if self._latest is not None:
                 self.stats.stale_dropped += 1
-            self._latest = Frame(self._seq, img, f"{self.uri}#{self._seq}", time.time())
+            self._latest = Frame(self._seq, img, f"{self.uri}#{self._seq}", time.time(), tensor, prep_ms)
             self._seq += 1
             self._cond.notify_all()
 
@@ -320,15 +334,19 @@ def _live_opener(uri: str) -> Callable[[], object]:
 
 
 # ---------------------------------------------------------------- entry point
-def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0) -> FrameSource:
-    """Frames from `uri`: an image file, a folder of images, a video file, or a live camera/stream URI."""
+def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0,
+                prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> FrameSource:
+    """Frames from `uri`: an image file, a folder of images, a video file, or a live camera/stream URI.
+
+    `prepare` (e.g. the model's preprocessing) runs in the decode thread of video and live sources, so it
+    overlaps inference; its result is `Frame.tensor`."""
     text = str(uri)
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme not in LIVE_SCHEMES:
             raise InputError(f"{text}: unknown source scheme {scheme!r}; use a path or one of "
                              f"{', '.join(s + '://' for s in LIVE_SCHEMES)}")
-        return LiveSource(text, _live_opener(text), connect_timeout=connect_timeout)
+        return LiveSource(text, _live_opener(text), connect_timeout=connect_timeout, prepare=prepare)
     path = Path(uri)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -340,5 +358,5 @@ def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0) -> FrameS
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return _ListSource(text, [path])
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return _VideoFileSource(path)
+        return _VideoFileSource(path, prepare=prepare)
     raise InputError(f"{uri}: not an image, image folder, video file or stream URI")
