@@ -63,6 +63,7 @@ class HealthConfig:
     drift_window: int = 20
     saturation_limit: float = 0.01
     decision_window: int = 300
+    queue_size: int = 2  # samples waiting for the background thread; more are skipped (counted)
 
 
 class HealthMonitor:
@@ -79,7 +80,7 @@ class HealthMonitor:
         self._init_shadow()
         self._init_drift()
         self._init_decisions()
-        self._q: queue.Queue = queue.Queue(maxsize=2)
+        self._q: queue.Queue = queue.Queue(maxsize=self.cfg.queue_size)
         self._acc = 0.0
         self.sampled = self.skipped = 0
         self._thread = threading.Thread(target=self._work, name="health", daemon=True)

@@ -13,7 +13,8 @@ from edge_runtime.preprocess import to_rgb_resized
 from edge_runtime.service import Service, ServiceConfig
 from tests.edge_runtime.service_helpers import add_quantized_stages, frames, write_video
 
-FAST = HealthConfig(min_samples=30, fast_samples=10, ref_samples=20, drift_window=10)
+# a queue long enough that no sample is skipped: the frames checked are exactly the frames sent
+FAST = HealthConfig(min_samples=30, fast_samples=10, ref_samples=20, drift_window=10, queue_size=10_000)
 
 
 def _serve(bundle, video, db, **kw) -> Service:
