@@ -28,13 +28,14 @@ from calib.errors import CalibError
 from calib.evaluate import Scores, chain, hidden_stats, rel_err, score
 from calib.graph import Layer, find_layers, norm_groups
 from calib.qdq import (INT4_OPSET, METHODS, bias_array, fold_norm, insert_int4, load_stage, ort_int8, run,
-                       set_bias, to_fp16_weight, weight_array)
+                       session, set_bias, to_fp16_weight, weight_array)
 from calib.report import model_weight_bytes
 
 MODES = ("int8", "int4", "mixed")
 FP16_FRACTION = 0.10  # the most sensitive layers kept in FP16
 COMPENSATE_ABOVE = 0.01  # relative output error (L2) above which a layer gets bias correction
-COMP_IMAGES = 64  # images used for the per-layer output statistics
+COMP_IMAGES = 48  # images used for bias correction's per-layer output statistics
+SENS_IMAGES = 48  # images used for the per-layer sensitivity
 Progress = Callable[[str, int, int], None]
 
 
@@ -175,7 +176,9 @@ class Quantizer:
         """The error each layer alone causes: INT8 (all layers) and AWQ INT4 (eligible ones), measured as
         the relative logit error of every exit from its stage on, on the calibration images."""
         self.sens8, self.sens4 = {}, {}
-        cal_inputs = [s.x_cal for s in self.stages]
+        n = min(SENS_IMAGES, len(self.cs))
+        cal_inputs = [s.x_cal[:n] for s in self.stages]
+        self.fp32_sessions = [session(s.base) for s in self.stages]
         keys = self.keys()
         for i, key in enumerate(keys):
             self.progress("sensitivity", i, len(keys))
@@ -190,9 +193,9 @@ class Quantizer:
     def _downstream_error(self, k: int, model, cal_inputs) -> float:
         h, errs = cal_inputs[k], []
         for j in range(k, len(self.stages)):
-            out = run(model if j == k else self.stages[j].base, h)
+            out = run(model, h) if j == k else run(None, h, sess=self.fp32_sessions[j])
             h = out["hidden"]
-            errs.append(rel_err(out["logits"], self.ref_cal_logits[j]))
+            errs.append(rel_err(out["logits"], self.ref_cal_logits[j][:len(h)]))
         return float(np.mean(errs))
 
     # ---------- the plan ----------

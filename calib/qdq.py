@@ -44,30 +44,36 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="edge-qwq-calib.")
 
 
-def run(model, x: np.ndarray, extra_outputs: list[str] = (), threads: int = 0) -> dict[str, np.ndarray]:
-    """Run `model` (ModelProto) on its single input x through the runtime's make_session."""
+def session(model, threads: int = 0):
+    """The runtime's own make_session on a ModelProto (saved to a temporary file)."""
     import shutil
 
     import onnx
 
     from edge_runtime.backends.onnxruntime_backend import make_session
 
-    m = model
-    if extra_outputs:
-        m = copy.deepcopy(model)
-        have = {o.name for o in m.graph.output}
-        for name in extra_outputs:
-            if name not in have:
-                m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     d = _tmpdir()
     try:
         path = Path(d) / "m.onnx"
-        onnx.save(m, str(path))
-        sess = make_session(path, threads)
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+        onnx.save(model, str(path))
+        return make_session(path, threads)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def run(model, x: np.ndarray, extra_outputs: list[str] = (), sess=None) -> dict[str, np.ndarray]:
+    """Run `model` (ModelProto) on its single input x; `sess` reuses a session made by `session`."""
+    import onnx
+
+    if extra_outputs:
+        model = copy.deepcopy(model)
+        have = {o.name for o in model.graph.output}
+        for name in extra_outputs:
+            if name not in have:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    sess = sess if sess is not None and not extra_outputs else session(model)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
 
 
 class ArrayReader:
@@ -98,7 +104,13 @@ def make_reader(model, x: np.ndarray):
     from onnxruntime.quantization import CalibrationDataReader
 
     cls = type("StageReader", (ArrayReader, CalibrationDataReader), {})
-    return cls(model.graph.input[0].name, x)
+    return cls(model.graph.input[0].name, x, _even_batch(len(x)))
+
+
+def _even_batch(n: int, most: int = 64) -> int:
+    """A batch size that splits n evenly (ORT's histogram calibrators stack batches: they must match)."""
+    best = max(b for b in range(1, min(n, most) + 1) if n % b == 0)
+    return best if best >= 8 else n
 
 
 def ort_int8(model, x: np.ndarray, method: str = "MinMax", exclude: list[str] = (),
