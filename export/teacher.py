@@ -41,9 +41,9 @@ def teacher_config(arch: str, classes: list[str], image_size: int, tiny: bool = 
     labels = {"id2label": dict(enumerate(classes)), "label2id": {c: i for i, c in enumerate(classes)},
               "num_labels": len(classes)}
     if arch == TeacherArch.VIT:
-        width, depth = (32, 2) if tiny else (192, 6)
-        return ViTConfig(image_size=image_size, patch_size=8 if tiny else 16, hidden_size=width,
-                         num_hidden_layers=depth, num_attention_heads=2 if tiny else 3,
+        width, depth = (32, 2) if tiny else (160, 6)
+        return ViTConfig(image_size=image_size, patch_size=8, hidden_size=width,
+                         num_hidden_layers=depth, num_attention_heads=2 if tiny else 4,
                          intermediate_size=width * 4, **labels)
     if arch == TeacherArch.RESNET:
         sizes, depths = ([8, 16, 16, 16], [1, 1, 1, 1]) if tiny else ([64, 128, 256, 512], [2, 2, 2, 2])
