@@ -44,20 +44,31 @@ class ExitPolicy:
         return ExitPolicy(tuple(min(1.0, t + delta) for t in self.thresholds),
                           tuple(min(1.0, t + delta) for t in self.ok_thresholds))
 
-    def exits_at(self, k: int, probs: np.ndarray, ok_index: int) -> bool:
-        """Whether a single frame's probs (classes,) at early exit k are confident enough to stop."""
-        label = int(probs.argmax())
+    def exits_at(self, k: int, label: int, confidence: float, ok_index: int) -> bool:
+        """Whether top-1 `label` with softmax `confidence` at early exit k is confident enough to stop."""
         need = self.ok_thresholds[k] if label == ok_index else self.thresholds[k]
-        return bool(probs[label] >= need) and need < 1.0
+        return confidence >= need and need < 1.0
+
+
+def top1(logits: np.ndarray) -> tuple[int, float]:
+    """(argmax, its softmax probability) of one frame's logits (classes,), without the full softmax:
+    p(label) = 1 / sum(exp(z - z[label])). Cheap enough to run after every stage."""
+    label = int(logits.argmax())
+    return label, 1.0 / float(np.exp(logits - logits[label]).sum())
 
 
 @dataclass
 class ExitResult:
     label_index: int
-    probs: np.ndarray  # (classes,)
+    confidence: float  # softmax probability of label_index
     exit_index: int
     stage_ms: list[float]
     hidden: object  # the last stage's hidden handle (for health checks)
+    logits: np.ndarray  # (classes,) of the exit taken
+
+    @property
+    def probs(self) -> np.ndarray:
+        return softmax(self.logits)
 
 
 class EarlyExitExecutor:
@@ -73,9 +84,9 @@ class EarlyExitExecutor:
             t0 = time.perf_counter()
             h, logits = self.backend.run_stage(k, h)
             stage_ms.append((time.perf_counter() - t0) * 1e3)
-            probs = softmax(logits[0])
-            if k == last or self.policy.exits_at(k, probs, self.ok_index):
-                return ExitResult(int(probs.argmax()), probs, k, stage_ms, h)
+            label, conf = top1(logits[0])
+            if k == last or self.policy.exits_at(k, label, conf, self.ok_index):
+                return ExitResult(label, conf, k, stage_ms, h, logits[0])
         raise AssertionError("unreachable")
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
@@ -97,6 +108,7 @@ def simulate_exits(exit_logits: list[np.ndarray], policy: ExitPolicy, ok_index: 
     for k, logits in enumerate(exit_logits):
         probs = softmax(logits)
         for i in np.flatnonzero(pred < 0):
-            if k == last or policy.exits_at(k, probs[i], ok_index):
-                pred[i], exit_at[i] = probs[i].argmax(), k
+            label = int(probs[i].argmax())
+            if k == last or policy.exits_at(k, label, float(probs[i, label]), ok_index):
+                pred[i], exit_at[i] = label, k
     return pred, exit_at

@@ -93,5 +93,5 @@ class DynamicInference:
         r = self.executor.run(x, max_stage=max_stage)
         latency = (time.perf_counter() - t0) * 1e3
         label = self.classes[r.label_index]
-        return Decision(label, float(r.probs[r.label_index]), r.exit_index, r.label_index != self.ok_index,
+        return Decision(label, r.confidence, r.exit_index, r.label_index != self.ok_index,
                         latency, r.stage_ms, self.bundle.version)

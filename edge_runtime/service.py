@@ -209,7 +209,7 @@ class Service:
         m, t0 = self.model, time.perf_counter()
         r = m.executor.run(frame.tensor)
         latency = frame.prep_ms + (time.perf_counter() - t0) * 1e3
-        return Decision(m.classes[r.label_index], float(r.probs[r.label_index]), r.exit_index,
+        return Decision(m.classes[r.label_index], r.confidence, r.exit_index,
                         r.label_index != m.ok_index, latency, r.stage_ms, m.bundle.version)
 
     # ---------------------------------------------------------------- the loop
