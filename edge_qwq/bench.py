@@ -92,11 +92,9 @@ def _bench_quantized(bundle, data, x, y, policy, flops, frames) -> dict:
     q = _measure(bundle, "quantized", x, y, policy, flops, frames)
     out = {"quantized": {"accuracy": q["accuracy"], "latency_ms": q["latency_ms"], "exit_rate": q["exit_rate"],
                          "compute_ratio": q["compute_ratio"]}}
-    try:
-        import calib
-        from calib.peer import ort_default_int8
-    except ImportError:
-        return out
+    import calib
+    from calib.peer import ort_default_int8
+
     out["weight_bytes"] = calib.weight_bytes(bundle.root)
     with tempfile.TemporaryDirectory() as tmp:
         paths = ort_default_int8(bundle.root, Path(data) / "calib", tmp)

@@ -12,7 +12,7 @@ from edge_qwq.console import console
 from edge_qwq.pipeline import distill_student, export_student, lint, quantize, step
 
 
-def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 8, distill_epochs: int = 30,
+def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 10, distill_epochs: int = 30,
              quantize_stages: bool = True, fresh: bool = False) -> dict:
     work = Path(workdir)
     if fresh and work.exists():

@@ -38,23 +38,18 @@ def export_student(student, bundle, force: bool = True):
     return b
 
 
-def quantize(bundle, data, mode: str = "mixed", trt_version: str = "10.3", max_drop: float = 0.3) -> dict | None:
-    """Quantize with calib (on DATA/calib); None, with a note, if calib is not part of this build."""
-    try:
-        from calib import quantize_bundle
-    except ImportError:
-        console.print("[yellow]quantization is not available in this build; the bundle stays FP32[/yellow]")
-        return None
+def quantize(bundle, data, mode: str = "mixed", trt_version: str = "10.3", max_drop: float = 0.3) -> dict:
+    """Quantize with calib, calibrating on DATA/calib."""
+    from calib import quantize_bundle
+
     report = quantize_bundle(bundle, Path(data) / "calib", mode=mode, trt_version=trt_version, max_drop=max_drop)
     console.print(f"quantized ({mode}, TensorRT {trt_version}); report: {Path(bundle) / 'quant_report.json'}")
     return report
 
 
 def lint(bundle, trt_version: str = "10.3") -> list:
-    try:
-        from calib.lint import lint_bundle
-    except ImportError:
-        return []
+    from calib.lint import lint_bundle
+
     findings = lint_bundle(bundle, trt_version=trt_version)
     console.print("TensorRT lint: " + ("clean" if not findings else f"{len(findings)} finding(s)"))
     for f in findings:
@@ -62,20 +57,16 @@ def lint(bundle, trt_version: str = "10.3") -> list:
     return findings
 
 
-def estimate(bundle, target: str, budget_ms: float) -> dict | None:
-    try:
-        from engine_builder.estimate import estimate_bundle, format_estimate
-    except ImportError:
-        console.print("[yellow]latency estimate not available in this build[/yellow]")
-        return None
+def estimate(bundle, target: str, budget_ms: float) -> dict:
+    from engine_builder.estimate import estimate_bundle, format_estimate
+
     est = estimate_bundle(bundle, target, budget_ms)
     console.print(format_estimate(est))
     return est
 
 
-def engines(bundle) -> str:
-    try:
-        from engine_builder.build import build_engines_or_explain
-    except ImportError:
-        return "TensorRT engines are built on the device (engine_builder is not part of this build)."
-    return build_engines_or_explain(bundle)
+def engines(bundle, **options) -> str:
+    """Build the TensorRT engines where TensorRT is installed; elsewhere one sentence on what is left."""
+    from engine_builder.build import build_engines_or_explain
+
+    return build_engines_or_explain(bundle, **options)

@@ -166,8 +166,9 @@ class Service:
         stack.callback(self.store.close)  # last decisions committed on every way out
         from edge_runtime.sources import open_source
 
+        spec = self.model.spec
         self.source = open_source(self.cfg.source, connect_timeout=self.cfg.connect_timeout,  # no such source
-                                  prepare=self._prepare)
+                                  prepare=self._prepare, min_size=(2 * spec.height, 2 * spec.width))
         stack.callback(self.source.close)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.cfg.source})

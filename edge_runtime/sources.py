@@ -117,12 +117,14 @@ class _ListSource(FrameSource):
         return Frame(i, read_image(p), str(p), time.time())
 
 
-def _read_loop(cap, stats: SourceStats, stop: threading.Event, publish: Callable[[np.ndarray], None]) -> None:
+def _read_loop(cap, stats: SourceStats, stop: threading.Event, publish: Callable[[np.ndarray], None],
+               min_size: tuple[int, int] | None = None) -> None:
     """Read until `stop` or MAX_FAILED_READS failures in a row. A failure followed by a good frame was a
     corrupt frame; failures at the end are the end of the stream (not counted as corrupt)."""
+    read = frame_reader(cap, min_size)
     failed = 0
     while not stop.is_set() and failed < MAX_FAILED_READS:
-        ok, img = cap.read()
+        ok, img = read()
         if ok and valid_frame(img):
             stats.corrupt += failed
             failed = 0
@@ -132,15 +134,47 @@ def _read_loop(cap, stats: SourceStats, stop: threading.Event, publish: Callable
             failed += 1
 
 
+def frame_reader(cap, min_size: tuple[int, int] | None) -> Callable[[], tuple[bool, np.ndarray | None]]:
+    """`cap.read`, or for an MJPEG stream, its JPEG packets decoded at the smallest libjpeg scale (1/8, 1/4,
+    1/2) that still covers `min_size` (height, width), the model input: the DCT scaling skips most of the
+    decode, as a hardware JPEG decoder with a scaler does on the device. Frames are then that size."""
+    import cv2
+
+    if min_size is None or _fourcc(cap) not in ("MJPG", "mjpg", "AVRn", "jpeg"):
+        return cap.read
+    w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    scale = next((f for f in (8, 4, 2) if h / f >= min_size[0] and w / f >= min_size[1]), 1)
+    if scale == 1 or not cap.set(cv2.CAP_PROP_FORMAT, -1):  # -1: raw packets instead of decoded frames
+        return cap.read
+    flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[scale]
+
+    def read() -> tuple[bool, np.ndarray | None]:
+        ok, packet = cap.read()
+        if not ok or packet is None or packet.size == 0:
+            return False, None
+        img = cv2.imdecode(packet.reshape(-1), flag)
+        return img is not None, img
+
+    return read
+
+
+def _fourcc(cap) -> str:
+    import cv2
+
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    return "".join(chr((code >> 8 * i) & 0xFF) for i in range(4))
+
+
 class _VideoFileSource(FrameSource):
     """A video file, decoded ahead by a thread into a short queue (decode overlaps inference)."""
 
-    def __init__(self, path: Path, prefetch: int = 4, prepare: Callable[[np.ndarray], np.ndarray] | None = None):
+    def __init__(self, path: Path, prefetch: int = 4, prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+                 min_size: tuple[int, int] | None = None):
         import cv2
 
         quiet_decoders()
         super().__init__(str(path))
-        self._prepare = prepare
+        self._prepare, self._min_size = prepare, min_size
         self._cap = cv2.VideoCapture(str(path))
         if not self._cap.isOpened():
             raise InputError(f"{path}: OpenCV cannot open this video")
@@ -152,7 +186,7 @@ class _VideoFileSource(FrameSource):
 
     def _run(self) -> None:
         try:
-            _read_loop(self._cap, self.stats, self._stop, self._put)
+            _read_loop(self._cap, self.stats, self._stop, self._put, self._min_size)
         finally:
             self._cap.release()
             self._put(None)
@@ -199,9 +233,10 @@ class LiveSource(FrameSource):
     live = True
 
     def __init__(self, uri: str, opener: Callable[[], object], connect_timeout: float = 10.0,
-                 backoff: tuple[float, float] = (0.1, 5.0), prepare: Callable[[np.ndarray], np.ndarray] | None = None):
+                 backoff: tuple[float, float] = (0.1, 5.0), prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+                 min_size: tuple[int, int] | None = None):
         super().__init__(uri)
-        self._prepare = prepare
+        self._prepare, self._min_size = prepare, min_size
         self._opener, self._backoff = opener, backoff
         self._cond = threading.Condition()
         self._latest: Frame | None = None
@@ -227,7 +262,7 @@ class LiveSource(FrameSource):
                 self.stats.reconnects += self._ever_connected
                 self.stats.connected = self._ever_connected = True
                 before = self.stats.frames
-                _read_loop(cap, self.stats, self._stop, self._publish)
+                _read_loop(cap, self.stats, self._stop, self._publish, self._min_size)
                 self.stats.connected = False
                 attempt = 0 if self.stats.frames > before else attempt + 1
             else:
@@ -335,18 +370,21 @@ def _live_opener(uri: str) -> Callable[[], object]:
 
 # ---------------------------------------------------------------- entry point
 def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0,
-                prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> FrameSource:
+                prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+                min_size: tuple[int, int] | None = None) -> FrameSource:
     """Frames from `uri`: an image file, a folder of images, a video file, or a live camera/stream URI.
 
     `prepare` (e.g. the model's preprocessing) runs in the decode thread of video and live sources, so it
-    overlaps inference; its result is `Frame.tensor`."""
+    overlaps inference; its result is `Frame.tensor`. `min_size` (height, width), e.g. the model input, lets
+    MJPEG video and streams decode at a reduced scale that still covers it (see `frame_reader`)."""
     text = str(uri)
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme not in LIVE_SCHEMES:
             raise InputError(f"{text}: unknown source scheme {scheme!r}; use a path or one of "
                              f"{', '.join(s + '://' for s in LIVE_SCHEMES)}")
-        return LiveSource(text, _live_opener(text), connect_timeout=connect_timeout, prepare=prepare)
+        return LiveSource(text, _live_opener(text), connect_timeout=connect_timeout, prepare=prepare,
+                          min_size=min_size)
     path = Path(uri)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -358,5 +396,5 @@ def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0,
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return _ListSource(text, [path])
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return _VideoFileSource(path, prepare=prepare)
+        return _VideoFileSource(path, prepare=prepare, min_size=min_size)
     raise InputError(f"{uri}: not an image, image folder, video file or stream URI")

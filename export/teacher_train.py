@@ -21,7 +21,7 @@ def train_teacher(data, out, arch: str = "resnet", epochs: int = 8, batch_size: 
     size = train.images.shape[1]
     teacher = build_teacher(arch, train.classes, size, tiny=tiny)
     model = teacher.model.train()
-    lr = lr or (5e-4 if arch == "vit" else 2e-3)
+    lr = lr or (5e-4 if arch == "vit" else 1e-3)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * ((len(train.labels) + batch_size - 1) // batch_size)

@@ -1,4 +1,4 @@
-"""`edge-qwq build`: teacher + data -> a device-ready bundle, saying plainly what is left for the device."""
+"""`edge-qwq build`: teacher + data -> a device-ready bundle; on the device, the TensorRT engines."""
 from __future__ import annotations
 
 import click
@@ -7,11 +7,14 @@ TARGETS = {"orin": "orin-agx", "orin-agx": "orin-agx", "orin-nx": "orin-nx", "or
 
 
 @click.command("build")
-@click.option("--teacher", required=True, type=click.Path(), help="Teacher folder (transformers save_pretrained).")
-@click.option("--data", required=True, type=click.Path(), help="Image folder with train/, val/ and calib/.")
+@click.option("--teacher", default=None, type=click.Path(), help="Teacher folder (transformers save_pretrained).")
+@click.option("--data", default=None, type=click.Path(), help="Image folder with train/, val/ and calib/.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--bundle", default=None, type=click.Path(file_okay=False),
+              help="An existing bundle: skip distil/export/quantize, only lint, estimate and build engines "
+                   "(the step to run on the Orin).")
 @click.option("--target", default="orin", show_default=True, type=click.Choice(list(TARGETS)),
-              help="Device; `orin` means the AGX Orin.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+              help="Device for the latency estimate; `orin` means the AGX Orin.")
 @click.option("--student-out", default=None, type=click.Path(file_okay=False),
               help="Where the distilled student goes (default: OUT.student).")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 10000), help="Distillation epochs.")
@@ -19,22 +22,41 @@ TARGETS = {"orin": "orin-agx", "orin-agx": "orin-agx", "orin-nx": "orin-nx", "or
               type=click.Choice(["mixed", "int8", "int4", "none"]), help="Quantization mode.")
 @click.option("--trt-version", default="10.3", show_default=True, help="TensorRT on the device (JetPack 6.1/6.2: 10.3).")
 @click.option("--budget-ms", default=15.0, show_default=True, type=float, help="Per-frame latency budget.")
-@click.option("--force", is_flag=True, help="Replace an existing bundle / student.")
-def command(teacher, data, target, out, student_out, epochs, mode, trt_version, budget_ms, force):
+@click.option("--dla", "dla_core", default=None, type=int, help="Build for this DLA core (GPU fallback); "
+              "AGX Orin and Orin NX only.")
+@click.option("--workspace-mb", default=512, show_default=True, type=int, help="TensorRT builder workspace.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle / student; rebuild existing engines.")
+def command(teacher, data, out, bundle, target, student_out, epochs, mode, trt_version, budget_ms, dla_core,
+            workspace_mb, force):
     """Distil TEACHER on DATA, export the staged bundle, quantize it, lint it for TensorRT, estimate its
-    latency on TARGET and build the TensorRT engines when TensorRT is present (on the device);
-    elsewhere the bundle is complete and the engines are built on the device.
+    latency on TARGET, then build the TensorRT engines where TensorRT is present (on the device).
+    Elsewhere the bundle is complete and the engines are built on the device.
 
     \b
-    Example:
-      edge-qwq build --teacher teacher/ --data data/ --target orin --out bundle/
+    Examples:
+      edge-qwq build --teacher teacher/ --data data/ --target orin --out bundle/    # workstation
+      edge-qwq build --target orin --bundle bundle/                                 # on the Orin
     """
+    from edge_qwq import pipeline
+    from edge_qwq.console import console
+
+    if bundle is None:
+        if not (teacher and data and out):
+            raise click.UsageError("give --teacher, --data and --out (a new bundle), or --bundle (an existing one)")
+        _make_bundle(teacher, data, out, student_out, epochs, mode, trt_version, force)
+        bundle = out
+    elif mode != "none":
+        _lint_or_fail(bundle, trt_version)
+    _estimate_or_fail(bundle, TARGETS[target], budget_ms)
+    console.print(pipeline.engines(bundle, **_engine_options(dla_core, workspace_mb, force)))
+    console.print(f"[bold]bundle ready:[/bold] {bundle}")
+
+
+def _make_bundle(teacher, data, out, student_out, epochs, mode, trt_version, force) -> None:
     from pathlib import Path
 
     from edge_qwq import pipeline
-    from edge_qwq.console import console
     from edge_qwq.guards import refuse_non_empty
-    from edge_runtime.errors import EdgeError
     from export.teacher import load_teacher
 
     student_out = Path(student_out or f"{Path(out)}.student")
@@ -49,12 +71,29 @@ def command(teacher, data, target, out, student_out, epochs, mode, trt_version, 
     if mode != "none":
         with pipeline.step("quantize", timings):
             pipeline.quantize(out, data, mode=mode, trt_version=trt_version)
-        findings = pipeline.lint(out, trt_version)
-        if findings:
-            raise EdgeError(f"the bundle breaks {len(findings)} TensorRT rule(s); see the list above")
-    est = pipeline.estimate(out, TARGETS[target], budget_ms)
+        _lint_or_fail(out, trt_version)
+
+
+def _lint_or_fail(bundle, trt_version: str) -> None:
+    from edge_qwq import pipeline
+    from edge_runtime.errors import EdgeError
+
+    findings = pipeline.lint(bundle, trt_version)
+    if findings:
+        raise EdgeError(f"the bundle breaks {len(findings)} TensorRT rule(s) listed above")
+
+
+def _estimate_or_fail(bundle, target: str, budget_ms: float) -> None:
+    from edge_qwq import pipeline
+    from edge_runtime.errors import EdgeError
+
+    est = pipeline.estimate(bundle, target, budget_ms)
     if est and est["early_exit_ms"] > budget_ms:
         raise EdgeError(f"even the estimate ({est['early_exit_ms']:.1f} ms per frame with early exit) exceeds "
-                        f"the {budget_ms:g} ms budget on {TARGETS[target]}; use a smaller student or a faster target")
-    console.print(pipeline.engines(out))
-    console.print(f"[bold]bundle ready:[/bold] {out}")
+                        f"the {budget_ms:g} ms budget on {target}; use a smaller student or a faster target")
+
+
+def _engine_options(dla_core, workspace_mb: int, force: bool) -> dict:
+    from engine_builder.plan import BuildOptions
+
+    return {"options": BuildOptions(workspace_mb=workspace_mb, dla_core=dla_core), "force": force}

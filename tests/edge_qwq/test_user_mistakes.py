@@ -108,3 +108,22 @@ def test_help_lists_commands_without_importing_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "distill" in r.stdout and "run" in r.stdout
+
+
+def test_run_never_imports_torch(tiny_bundle, tmp_path):
+    """`edge-qwq run` is what runs on the device: it must not load torch (or transformers)."""
+    import subprocess
+    import sys
+
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "part.png"), np.full((32, 32, 3), 128, np.uint8))
+    code = ("import sys; from edge_qwq.cli import main; "
+            f"rc = main(['run', '--bundle', {str(tiny_bundle)!r}, '--source', {str(tmp_path / 'part.png')!r}]); "
+            "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+            "assert not heavy, heavy; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    decision = json.loads(r.stdout.strip().splitlines()[-1])
+    assert decision["label"] in ("crack", "ok", "scratch", "spot") and decision["exit_index"] in (0, 1, 2)

@@ -107,3 +107,27 @@ def test_mjpeg_corrupt_frames_skipped_and_counted(tmp_path):
             assert src.read(timeout=2) is not None and src.stats.reconnects == 0
         finally:
             src.close()
+
+
+def test_mjpeg_decodes_at_reduced_scale_covering_the_model_input(tmp_path):
+    """MJPEG frames are decoded at the smallest JPEG scale that still covers min_size, and look the same
+    as a full decode resized down."""
+    import cv2
+    import numpy as np
+
+    from edge_runtime.sources import open_source
+
+    path = tmp_path / "big.avi"
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (9, 9), 0)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for _ in range(5):
+        w.write(base)
+    w.release()
+    full = [img for _, img, _ in open_source(path)]
+    reduced = [img for _, img, _ in open_source(path, min_size=(96, 96))]
+    assert full[0].shape == (480, 640, 3) and reduced[0].shape == (120, 160, 3) and len(reduced) == 5
+    ref = cv2.resize(full[0], (160, 120), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(reduced[0].astype(int) - ref).mean() < 4.0
+    assert [img.shape for _, img, _ in open_source(path, min_size=(200, 200))][0] == (240, 320, 3)
+    assert [img.shape for _, img, _ in open_source(path, min_size=(300, 300))][0] == (480, 640, 3)
