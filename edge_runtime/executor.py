@@ -15,6 +15,13 @@ from edge_runtime.errors import EdgeError
 DEFAULT_EARLY_EXIT = (0.85, 0.92)
 
 
+def default_thresholds(early_exits: int) -> tuple[list[float], list[float]]:
+    """The seed's defaults, [0.85, 0.92] (0.92 for any further exit), and for exiting early as "ok" a
+    stricter bar that halves the remaining doubt: 0.85 -> 0.925, 0.92 -> 0.96."""
+    defect = (list(DEFAULT_EARLY_EXIT) + [DEFAULT_EARLY_EXIT[-1]] * early_exits)[:early_exits]
+    return defect, [round(t + (1 - t) / 2, 4) for t in defect]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)

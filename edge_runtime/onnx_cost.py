@@ -21,10 +21,21 @@ class NodeCost:
 
 
 def _load(model_or_path):
+    """Shapes inferred at batch 1: symbolic input dims are pinned to 1 and shape computations
+    (Shape -> Gather -> Concat -> Reshape, as exporters write for a dynamic batch) are propagated, so
+    every MatMul behind a Reshape has a static shape to count."""
     import onnx
 
-    model = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
-    return onnx.shape_inference.infer_shapes(model)
+    if isinstance(model_or_path, (str, os.PathLike)):
+        model = onnx.load(str(model_or_path))
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(model_or_path)
+    for inp in model.graph.input:
+        for d in inp.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
+    return onnx.shape_inference.infer_shapes(model, data_prop=True)
 
 
 def _shapes(model) -> dict[str, list[int]]:

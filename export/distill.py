@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from export.exit_calibration import calibrate_exits
 from export.student import Student, StudentConfig, save_student
 from export.teacher import load_teacher
 from export.training import augment, batches, cosine_lr, load_split, normalize, predict, progress_bar, set_threads
@@ -48,14 +49,25 @@ def distill(teacher_dir, data, out, student_config: dict | None = None, config: 
     teacher_val = _teacher_logits(teacher, val.images, to_teacher)
     _train(student, train, t_logits, config, show_progress)
 
-    student.eval()
+    held_out = _calibration_split(data, train)
+    temps = calibrate_exits(student, held_out.images, held_out.labels, lambda u8: normalize(u8, scfg.mean, scfg.std))
+    scfg.extra["exit_temperatures"] = temps
     exits = predict(lambda u8: student(normalize(u8, scfg.mean, scfg.std)), val.images)
     y = val.labels.numpy()
     metrics = {"val_accuracy_per_exit": [float((e.argmax(1) == y).mean()) for e in exits],
+               "exit_temperatures": temps,
                "teacher_val_accuracy": float((teacher_val.argmax(1) == y).mean()),
                "epochs": config.epochs, "classes": train.classes}
     save_student(student, out, metrics)
     return metrics
+
+
+def _calibration_split(data, train):
+    """Held-out labelled images to calibrate the exits on: DATA/calib, else DATA/val."""
+    from pathlib import Path
+
+    split = "calib" if (Path(data) / "calib").is_dir() else "val"
+    return load_split(data, split, size=train.images.shape[1], classes=train.classes)
 
 
 def _teacher_logits(teacher, images_u8, to_teacher: list[int]) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.bundle import Bundle
+from edge_runtime.executor import default_thresholds
 from edge_runtime.onnx_cost import graph_flops
 from export.errors import ExportError
 
@@ -79,15 +80,14 @@ def _write_bundle(student, root: Path, progress, extra: dict) -> Bundle:
         "input": {"size": [cfg.image_size, cfg.image_size], "mean": list(cfg.mean), "std": list(cfg.std),
                   "layout": "NCHW", "color": "RGB"},
         "stages": stages,
-        "exit_policy": {"early_exit": [0.85, 0.92][: len(cfg.exits)] + [0.92] * max(0, len(cfg.exits) - 2),
-                        "early_exit_ok": None},
+        "exit_policy": dict(zip(("early_exit", "early_exit_ok"), default_thresholds(len(cfg.exits))),
+                            temperatures_folded_into_heads=cfg.extra.get("exit_temperatures")),
         "dynamic": {"prune_threshold": cfg.prune_threshold, "reuse_window": 0},
         "student": {"dim": cfg.dim, "depth": cfg.depth, "heads": cfg.heads, "patch": cfg.patch,
                     "exits": list(cfg.exits)},
         "opset": OPSET,
         **extra,
     })
-    bundle.manifest["exit_policy"]["early_exit_ok"] = list(bundle.manifest["exit_policy"]["early_exit"])
     for s in stages:
         bundle.add_file(s["file"])
     bundle.manifest["model_version"] = _model_version(bundle)

@@ -37,7 +37,17 @@ def test_manifest_has_the_contract_fields(tiny_bundle):
     assert m["input"]["size"] == [32, 32] and len(m["input"]["mean"]) == 3
     assert len(m["stages"]) == 3 and all(s["flops"] > 0 for s in m["stages"])
     assert m["exit_policy"]["early_exit"] == [0.85, 0.92]
+    assert m["exit_policy"]["early_exit_ok"] == [0.925, 0.96]  # exiting early as ok asks more
     assert set(m["files"]) == {s["file"] for s in m["stages"]}
+
+
+def test_stage_flops_match_a_hand_count(tiny_bundle):
+    """Tiny student: 32 px, patch 8 (stem 3->8->8->16), T = 16 tokens, dim 16, 2 heads, MLP 48."""
+    stem = 2 * (16 * 16 * 8 * 27 + 8 * 8 * 8 * 72 + 4 * 4 * 16 * 32)
+    block = 2 * (16 * 16 * 48 + 2 * 2 * 16 * 16 * 8 + 16 * 16 * 16 + 2 * 16 * 16 * 48)  # qkv, qk+av, proj, mlp
+    head = 2 * 32 * 4
+    flops = [s["flops"] for s in json.loads((tiny_bundle / "manifest.json").read_text())["stages"]]
+    assert flops == [stem + block + head, block + head, block + head]
 
 
 def test_export_refuses_to_overwrite_without_force(tiny_bundle):
