@@ -56,11 +56,11 @@ def run(args: argparse.Namespace, model, stop: list) -> int:
     try:
         for frame_id, frame, origin in source:
             d = model.infer(frame)
-            print(json.dumps({"frame": frame_id, "source": origin, **d.to_dict()}), flush=True)
             shown = annotate(frame, d)
-            if args.out:
+            if args.out:  # written before the decision is printed: a printed frame is in the file
                 writer = writer or _writer(args.out, shown, args.fps)
                 writer.write(shown)
+            print(json.dumps({"frame": frame_id, "source": origin, **d.to_dict()}), flush=True)
             if args.show:
                 cv2.imshow("edge-qwq", shown)
                 if cv2.waitKey(1) & 0xFF == ord("q"):

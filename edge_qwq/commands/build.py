@@ -20,14 +20,16 @@ TARGETS = {"orin": "orin-agx", "orin-agx": "orin-agx", "orin-nx": "orin-nx", "or
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 10000), help="Distillation epochs.")
 @click.option("--quantize", "mode", default="mixed", show_default=True,
               type=click.Choice(["mixed", "int8", "int4", "none"]), help="Quantization mode.")
+@click.option("--max-drop", default=0.3, show_default=True, type=float,
+              help="Accuracy points the quantized bundle may lose against FP32.")
 @click.option("--trt-version", default="10.3", show_default=True, help="TensorRT on the device (JetPack 6.1/6.2: 10.3).")
 @click.option("--budget-ms", default=15.0, show_default=True, type=float, help="Per-frame latency budget.")
 @click.option("--dla", "dla_core", default=None, type=int, help="Build for this DLA core (GPU fallback); "
               "AGX Orin and Orin NX only.")
 @click.option("--workspace-mb", default=512, show_default=True, type=int, help="TensorRT builder workspace.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle / student; rebuild existing engines.")
-def command(teacher, data, out, bundle, target, student_out, epochs, mode, trt_version, budget_ms, dla_core,
-            workspace_mb, force):
+def command(teacher, data, out, bundle, target, student_out, epochs, mode, max_drop, trt_version, budget_ms,
+            dla_core, workspace_mb, force):
     """Distil TEACHER on DATA, export the staged bundle, quantize it, lint it for TensorRT, estimate its
     latency on TARGET, then build the TensorRT engines where TensorRT is present (on the device).
     Elsewhere the bundle is complete and the engines are built on the device.
@@ -43,7 +45,7 @@ def command(teacher, data, out, bundle, target, student_out, epochs, mode, trt_v
     if bundle is None:
         if not (teacher and data and out):
             raise click.UsageError("give --teacher, --data and --out (a new bundle), or --bundle (an existing one)")
-        _make_bundle(teacher, data, out, student_out, epochs, mode, trt_version, force)
+        _make_bundle(teacher, data, out, student_out, epochs, mode, max_drop, trt_version, force)
         bundle = out
     elif mode != "none":
         _lint_or_fail(bundle, trt_version)
@@ -52,7 +54,7 @@ def command(teacher, data, out, bundle, target, student_out, epochs, mode, trt_v
     console.print(f"[bold]bundle ready:[/bold] {bundle}")
 
 
-def _make_bundle(teacher, data, out, student_out, epochs, mode, trt_version, force) -> None:
+def _make_bundle(teacher, data, out, student_out, epochs, mode, max_drop, trt_version, force) -> None:
     from pathlib import Path
 
     from edge_qwq import pipeline
@@ -70,7 +72,7 @@ def _make_bundle(teacher, data, out, student_out, epochs, mode, trt_version, for
         pipeline.export_student(student_out, out, force=force)
     if mode != "none":
         with pipeline.step("quantize", timings):
-            pipeline.quantize(out, data, mode=mode, trt_version=trt_version)
+            pipeline.quantize(out, data, mode=mode, trt_version=trt_version, max_drop=max_drop)
         _lint_or_fail(out, trt_version)
 
 

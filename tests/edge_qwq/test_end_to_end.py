@@ -1,0 +1,44 @@
+"""End to end through the CLI, as a user runs it (slow: trains real, if small, models)."""
+import json
+
+import pytest
+
+from edge_qwq.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_build_without_tensorrt_gives_a_complete_bundle_and_one_sentence(tmp_path, capsys):
+    data, teacher, bundle = tmp_path / "data", tmp_path / "teacher", tmp_path / "bundle"
+    assert main(["data", "sample", "--out", str(data), "--size", "32", "--per-class", "12"]) == 0
+    assert main(["teacher", "train", "--data", str(data), "--out", str(teacher), "--arch", "vit", "--tiny",
+                 "--epochs", "1"]) == 0
+    capsys.readouterr()
+    rc = main(["build", "--teacher", str(teacher), "--data", str(data), "--target", "orin", "--out", str(bundle),
+               "--epochs", "1", "--max-drop", "100"])  # a 1-epoch student: accuracy is not the point here
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "engines will be built on the device" in err
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert all(s["quantized"] for s in m["stages"]) and "quantization" in m and "calibration" in m
+    from edge_runtime.bundle import Bundle
+
+    Bundle.open(bundle)  # every file present, every hash right
+
+
+def test_demo_runs_every_step_and_writes_the_contract(tmp_path, capsys):
+    from edge_qwq.demo import run_demo
+
+    work = tmp_path / "demo"
+    summary = run_demo(work, per_class=16, teacher_epochs=1, distill_epochs=2)
+    bench = json.loads((work / "bench.json").read_text())
+    for key in ("accuracy", "exit_rate", "compute_ratio", "flops", "latency_ms", "backend", "quantized",
+                "weight_bytes", "ort_default_int8_accuracy"):
+        assert key in bench, key
+    assert set(bench["accuracy"]) >= {"teacher", "student_full", "early_exit", "exits"}
+    assert set(bench["latency_ms"]) == {"teacher", "student_full", "early_exit"}
+    assert bench["flops"]["student_full"] < bench["flops"]["teacher"]
+    assert 0 < bench["compute_ratio"] <= 1 and abs(sum(bench["exit_rate"]) - 1) < 1e-6
+    lines = (work / "decisions.jsonl").read_text().splitlines()
+    assert len(lines) == summary["video"]["frames"] > 0
+    assert {"label", "confidence", "exit_index", "latency_ms"} <= set(json.loads(lines[0]))
