@@ -124,6 +124,7 @@ class HealthMonitor:
         n = self.cfg.decision_window
         self.conf: deque[float] = deque(maxlen=n)
         self.exits: deque[int] = deque(maxlen=n)
+        self._observed = 0  # decisions seen; the windows above stop growing once full
         self.decision_ref: tuple[float, float] | None = None  # (mean confidence, early-exit rate)
         self.decision_drift: list[str] = []
 
@@ -132,10 +133,10 @@ class HealthMonitor:
         """Every inferred (not reused) decision: confidence and exit-rate drift, O(1)."""
         self.conf.append(decision.confidence)
         self.exits.append(decision.exit_index)
-        n = len(self.conf)
-        if self.decision_ref is None and n >= self.conf.maxlen:
+        self._observed += 1
+        if self.decision_ref is None and len(self.conf) >= self.conf.maxlen:
             self.decision_ref = self._decision_stats()
-        elif self.decision_ref is not None and n % 50 == 0:
+        elif self.decision_ref is not None and self._observed % 50 == 0:
             self._check_decisions()
 
     def submit(self, frame_bgr: np.ndarray, decision) -> None:

@@ -73,10 +73,18 @@ class Metrics:
         self.healthy = Gauge("edgeqwq_health_ok", "1 when the health monitor reports ok", registry=r)
         self.fps = Gauge("edgeqwq_fps", "Decided frames per second (recent)", registry=r)
         self._seen = {"stale": 0, "corrupt": 0, "reconnects": 0}
+        self._children: dict = {}
+
+    def child(self, metric, label: str):
+        """metric.labels(label), looked up once (labels() takes a lock and builds a key: per-frame cost)."""
+        key = (metric._name, label)
+        if key not in self._children:
+            self._children[key] = metric.labels(label)
+        return self._children[key]
 
     def sync_source(self, stats) -> None:
-        for key, now, counter in (("stale", stats.stale_dropped, self.dropped.labels("stale")),
-                                  ("corrupt", stats.corrupt, self.dropped.labels("corrupt")),
+        for key, now, counter in (("stale", stats.stale_dropped, self.child(self.dropped, "stale")),
+                                  ("corrupt", stats.corrupt, self.child(self.dropped, "corrupt")),
                                   ("reconnects", stats.reconnects, self.reconnects)):
             if now > self._seen[key]:
                 counter.inc(now - self._seen[key])
@@ -168,7 +176,7 @@ class Service:
 
         spec = self.model.spec
         self.source = open_source(self.cfg.source, connect_timeout=self.cfg.connect_timeout,  # no such source
-                                  prepare=self._prepare, min_size=(2 * spec.height, 2 * spec.width))
+                                  prepare=self._prepare, min_size=(spec.height, spec.width))
         stack.callback(self.source.close)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.cfg.source})
@@ -236,7 +244,7 @@ class Service:
             self.health.observe(d)
             self.inferred += 1
             self._exit_counts[d.exit_index] = self._exit_counts.get(d.exit_index, 0) + 1
-            self.metrics.exits.labels(str(d.exit_index)).inc()
+            self.metrics.child(self.metrics.exits, str(d.exit_index)).inc()
         else:
             d = replace(d, latency_ms=(time.perf_counter() - t0) * 1e3)
         evidence = self._save_evidence(frame, d) if d.is_defect else None
@@ -248,7 +256,7 @@ class Service:
         self.frames += 1
         self._latency.append(d.latency_ms)
         self._times.append(time.monotonic())
-        self.metrics.frames.labels(str(d.reused).lower()).inc()
+        self.metrics.child(self.metrics.frames, str(d.reused).lower()).inc()
         self.metrics.latency.observe(d.latency_ms / 1e3)
         if d.is_defect:
             self.metrics.defects.inc()
