@@ -48,6 +48,7 @@ class ServiceConfig:
     early_exit_ok: list[float] | None = None
     threads: int = 0
     max_frames: int = 0
+    full_res_frames: bool = False  # MJPEG: decode at full size (evidence, /latest.jpg) at a CPU cost
     connect_timeout: float = 10.0
     handle_signals: bool = True  # SIGTERM/SIGINT stop the loop (main thread only)
     health: HealthConfig = field(default_factory=HealthConfig)
@@ -176,7 +177,8 @@ class Service:
 
         spec = self.model.spec
         self.source = open_source(self.cfg.source, connect_timeout=self.cfg.connect_timeout,  # no such source
-                                  prepare=self._prepare, min_size=(spec.height, spec.width))
+                                  prepare=self._prepare,
+                                  min_size=None if self.cfg.full_res_frames else (spec.height, spec.width))
         stack.callback(self.source.close)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.cfg.source})

@@ -32,8 +32,11 @@ import click
 @click.option("--connect-timeout", default=10.0, show_default=True, type=float,
               help="Seconds to wait for the first frame of a live source.")
 @click.option("--threads", default=0, type=int, help="ONNX Runtime intra-op threads (0: its default).")
+@click.option("--full-res-frames", is_flag=True,
+              help="Decode MJPEG frames at full size for evidence and /latest.jpg. By default they are decoded "
+                   "at the smallest JPEG scale that covers the model input, which costs far less CPU.")
 def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_frames, store, jsonl, http,
-            evidence, evidence_budget_mb, reuse_window, shadow_rate, connect_timeout, threads):
+            evidence, evidence_budget_mb, reuse_window, shadow_rate, connect_timeout, threads, full_res_frames):
     """Run BUNDLE on SOURCE and print one JSON decision per frame.
 
     SOURCE: an image, a folder, a video file, v4l2:///dev/video0, csi://0, rtsp://... or http://... (MJPEG).
@@ -51,7 +54,8 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
                             evidence_budget_mb=evidence_budget_mb, reuse_window=reuse_window,
                             shadow_rate=shadow_rate, backend=backend, precision=precision,
                             early_exit=_floats(early_exit), early_exit_ok=_floats(early_exit_ok),
-                            threads=threads, max_frames=max_frames, connect_timeout=connect_timeout)
+                            threads=threads, max_frames=max_frames, connect_timeout=connect_timeout,
+                            full_res_frames=full_res_frames)
         Service(cfg).run()
         return
     from edge_runtime.inference import DynamicInference, InferenceConfig

@@ -98,10 +98,11 @@ class MjpegServer:
         return self
 
     def _listening(self) -> bool:
-        # ffmpeg serves one client; probing with a connect would consume it, so look at /proc/net/tcp.
-        hexport = f":{self.port:04X} "
+        # ffmpeg serves one client; probing with a connect would consume it, so look at /proc/net/tcp:
+        # listening (0A), or already serving (01) when a reconnecting client got there first.
+        hexport = f":{self.port:04X}"
         with open("/proc/net/tcp") as f:
-            return any(hexport in line and line.split()[3] == "0A" for line in f)
+            return any(line.split()[1].endswith(hexport) and line.split()[3] in ("0A", "01") for line in f)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
