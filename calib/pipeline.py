@@ -421,6 +421,8 @@ def _write(bundle, models, report: dict, q: Quantizer) -> None:
         bundle.add_file("quant_report.json")
         bundle.set_section("quantization", _quant_section(report))
         bundle.set_section("calibration", _calib_section(q))
+        # measured on the calibration images with the quantized stages: what the latency estimate uses
+        bundle.manifest["exit_policy"]["exit_rates"] = report["quantized"]["exit_rate"][:-1]
         bundle.save()
     except BaseException:
         for src, _ in written:
