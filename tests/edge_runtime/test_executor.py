@@ -68,3 +68,13 @@ def test_bad_thresholds_are_user_errors():
 def test_raised_policy_is_stricter_and_capped():
     p = ExitPolicy.build(2, [0.85, 0.92]).raised(0.1)
     assert p.thresholds == pytest.approx((0.95, 1.0))
+
+
+def test_top1_is_the_softmax_argmax_and_its_probability():
+    from edge_runtime.executor import softmax, top1
+
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        z = rng.normal(0, 5, 6).astype(np.float32)
+        label, p = top1(z)
+        assert label == int(z.argmax()) and abs(p - float(softmax(z).max())) < 1e-6
