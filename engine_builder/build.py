@@ -27,8 +27,8 @@ from engine_builder.verify import (
     verify_stages,
 )
 
-ON_DEVICE_HINT = ("run `edge-qwq build --target orin` on the Orin, or start the edge-qwq service there "
-                  "and it builds them at its first start")
+ON_DEVICE_HINT = ("run `edge-qwq build --target orin --bundle BUNDLE` on the Orin, or start the service there "
+                  "with `--backend tensorrt` and it builds them at its first start")
 
 
 def build_engines_or_explain(bundle_path: str | os.PathLike, **opts) -> str:

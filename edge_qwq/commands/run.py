@@ -47,6 +47,7 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
       edge-qwq run --bundle bundle/ --source line3.mp4 | jq .label
       edge-qwq run --bundle /var/lib/edge-qwq --source csi://0 --store decisions.db --http 0.0.0.0:8080
     """
+    backend = _engines_for(bundle, backend)
     if store or http:
         from edge_runtime.service import Service, ServiceConfig
 
@@ -70,6 +71,26 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
         d = model.infer(frame)
         sys.stdout.write(json.dumps({"frame": frame_id, "source": origin, **d.to_dict()}) + "\n")
         sys.stdout.flush()
+
+
+def _engines_for(bundle: str, backend: str) -> str:
+    """At start on the device: build this device's TensorRT engines if the bundle has none for it (first
+    start, or a JetPack/TensorRT upgrade changed the fingerprint). If the build or its verification fails,
+    run on ONNX Runtime and say so. Without TensorRT, opening the backend says what is missing."""
+    import importlib.util
+
+    if backend != "tensorrt" or importlib.util.find_spec("tensorrt") is None:
+        return backend
+    from edge_qwq.console import console
+    from engine_builder.build import build_engines_or_explain
+    from engine_builder.plan import BuildError
+
+    try:
+        console.print(build_engines_or_explain(bundle))
+    except BuildError as e:
+        console.print(f"edge-qwq: warning: TensorRT engines not usable ({e}); running on onnxruntime instead")
+        return "onnxruntime"
+    return backend
 
 
 def _floats(text: str | None) -> list[float] | None:

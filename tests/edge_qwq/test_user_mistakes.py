@@ -127,3 +127,15 @@ def test_run_never_imports_torch(tiny_bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     decision = json.loads(r.stdout.strip().splitlines()[-1])
     assert decision["label"] in ("crack", "ok", "scratch", "spot") and decision["exit_index"] in (0, 1, 2)
+
+
+def test_build_fails_when_even_the_estimate_exceeds_the_budget(capsys, tiny_bundle):
+    code, err = run_cli(capsys, "build", "--bundle", str(tiny_bundle), "--budget-ms", "0.001")
+    assert code != 0 and "exceeds the 0.001 ms budget on orin" in err.splitlines()[-1]
+    code, err = run_cli(capsys, "build", "--bundle", str(tiny_bundle), "--budget-ms", "15")
+    assert code == 0 and "engines will be built on the device" in err
+
+
+def test_build_needs_a_teacher_or_a_bundle(capsys):
+    code, err = run_cli(capsys, "build", "--target", "orin")
+    assert code != 0 and "--bundle" in err
