@@ -82,11 +82,12 @@ def _engines_for(bundle: str, backend: str) -> str:
     if backend != "tensorrt" or importlib.util.find_spec("tensorrt") is None:
         return backend
     from edge_qwq.console import console
+    from edge_runtime.installer import resolve
     from engine_builder.build import build_engines_or_explain
     from engine_builder.plan import BuildError
 
     try:
-        console.print(build_engines_or_explain(bundle))
+        console.print(build_engines_or_explain(resolve(bundle)[0]))  # an install root runs its `current`
     except BuildError as e:
         console.print(f"edge-qwq: warning: TensorRT engines not usable ({e}); running on onnxruntime instead")
         return "onnxruntime"

@@ -24,7 +24,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     text = UNIT.read_text()
     # verify checks that ExecStart's binary exists: point it at this checkout's interpreter
     copy = tmp_path / "edge-qwq.service"
-    copy.write_text(text.replace("/opt/edge-qwq/.venv/bin/edge-qwq", f"{sys.executable} -m edge_qwq.cli"))
+    copy.write_text(text.replace("/opt/edge-qwq/venv/bin/edge-qwq", f"{sys.executable} -m edge_qwq.cli"))
     r = subprocess.run([exe, "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and str(copy) not in r.stderr, r.stderr
     broken = tmp_path / "broken.service"
