@@ -29,8 +29,11 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow"
 
+# after `make demo`: student vs teacher, early exit vs full depth (model_bench), service pipeline vs
+# bare inference (pipeline_bench), each printing JSON
 bench: $(STAMP)
 	$(PY) bench/model_bench.py --workdir $(DEMO)
+	$(PY) bench/pipeline_bench.py --bundle $(DEMO)/bundle
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -119,7 +119,7 @@ def _summary(bench: dict, run: dict, timings: dict) -> dict:
 
     acc, flops, lat = bench["accuracy"], bench["flops"], bench["latency_ms"]
     rows = [
-        ("teacher accuracy", f"{acc['teacher']:.2f}%"),
+        ("teacher accuracy (ResNet-18 trained here, from scratch)", f"{acc['teacher']:.2f}%"),
         ("student accuracy (full depth)", f"{acc['student_full']:.2f}%"),
         ("student accuracy (early exit)", f"{acc['early_exit']:.2f}%"),
         ("student FLOPs / teacher FLOPs", f"{flops['student_full'] / flops['teacher']:.3f}"),
