@@ -98,26 +98,8 @@ def _bench_quantized(bundle, data, x, y, policy, flops, frames) -> dict:
     out["weight_bytes"] = calib.weight_bytes(bundle.root)
     with tempfile.TemporaryDirectory() as tmp:
         paths = ort_default_int8(bundle.root, Path(data) / "calib", tmp)
-        executor = EarlyExitExecutor(_FileBackend(paths), policy, bundle.ok_index)
+        backend = open_backend("onnxruntime", bundle, files=paths)
+        executor = EarlyExitExecutor(backend, policy, bundle.ok_index)
         peer = accuracy_report(exit_logits(executor, x), y, policy, bundle.ok_index, flops)
     out["ort_default_int8_accuracy"] = peer["accuracy"]
     return out
-
-
-class _FileBackend:
-    """ONNX Runtime over explicit stage files (the peer quantizer's output)."""
-
-    name = "onnxruntime"
-
-    def __init__(self, paths):
-        from edge_runtime.backends.onnxruntime_backend import make_session
-
-        self.sessions = [make_session(p) for p in paths]
-        self.num_stages = len(self.sessions)
-
-    def run_stage(self, k, x):
-        s = self.sessions[k]
-        return tuple(s.run(["hidden", "logits"], {s.get_inputs()[0].name: x}))
-
-    def hidden_to_host(self, h):
-        return h

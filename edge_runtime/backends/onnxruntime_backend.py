@@ -26,19 +26,23 @@ def make_session(path: str | os.PathLike, threads: int = 0, providers: list[str]
         raise BundleError(f"{path}: ONNX Runtime cannot load it ({first[:200]})") from None
 
 
+def _stage_files(bundle, precision: str) -> list[Path]:
+    files = []
+    for stage in bundle.stages:
+        if precision == "quantized" and not stage.quantized:
+            raise BundleError(f"bundle {bundle.root} has no quantized stages; run `edge-qwq quantize` first")
+        files.append(Path(bundle.root) / (stage.quantized if precision == "quantized" else stage.file))
+    return files
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, bundle, precision: str = "fp32", threads: int = 0, providers: list[str] | None = None):
+    def __init__(self, bundle, precision: str = "fp32", threads: int = 0, providers: list[str] | None = None,
+                 files: list[Path] | None = None):
+        """The bundle's FP32 or quantized stages, or explicit stage `files` (e.g. another quantizer's)."""
         self.precision = precision
-        self.sessions = []
-        for stage in bundle.stages:
-            rel = stage.file
-            if precision == "quantized":
-                if not stage.quantized:
-                    raise BundleError(f"bundle {bundle.root} has no quantized stages; run `edge-qwq quantize` first")
-                rel = stage.quantized
-            self.sessions.append(make_session(Path(bundle.root) / rel, threads, providers))
+        self.sessions = [make_session(p, threads, providers) for p in (files or _stage_files(bundle, precision))]
         self.num_stages = len(self.sessions)
         self._inputs = [s.get_inputs()[0].name for s in self.sessions]
         self._outputs = [[o.name for o in s.get_outputs()] for s in self.sessions]
