@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/edge-qwq demo --workdir $(DEMO)
 
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 test-fast: $(STAMP)

@@ -3,7 +3,8 @@
     python bench/pipeline_bench.py [--bundle B] [--video V] [--frames 600] [--threads 1]
 
 Measured in one run, on the same frames:
-  * inference-only throughput (best of --repeats, alternating with the pipeline runs): the early-exit executor on preprocessed tensors already in memory;
+  * inference-only throughput (best of --repeats, alternating with the pipeline runs): the early-exit
+    executor on preprocessed tensors already in memory;
   * pipeline throughput: the service loop on the video file (decode in its thread, preprocess, infer,
     SQLite store), reuse and shadow checks off; ratio = pipeline / inference-only (target >= 0.9);
   * full-depth overhead: DynamicInference's executor forced to the last exit vs bare onnxruntime

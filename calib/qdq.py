@@ -196,7 +196,8 @@ def insert_int4(model, layer: Layer, w4: Int4Weight) -> None:
 
     q, scales = (w4.q, w4.scales) if layer.k_axis == 0 else (w4.q.T, w4.scales.T)  # back to the graph layout
     base = f"{layer.name}/int4"
-    model.graph.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(q).astype(ml_dtypes.int4), f"{base}/q"),
+    q4 = np.ascontiguousarray(q).astype(ml_dtypes.int4)
+    model.graph.initializer.extend([numpy_helper.from_array(q4, f"{base}/q"),
                                     numpy_helper.from_array(np.ascontiguousarray(scales), f"{base}/scale")])
     dq = helper.make_node("DequantizeLinear", [f"{base}/q", f"{base}/scale"], [f"{base}/w"],
                           name=f"{layer.name}/weight_dq_int4", axis=layer.k_axis, block_size=w4.block)
@@ -230,7 +231,8 @@ def to_fp16_weight(model, layer: Layer) -> None:
     w = weight_array(model, layer).astype(np.float16)
     name = f"{layer.name}/fp16"
     model.graph.initializer.append(numpy_helper.from_array(w, f"{name}/w"))
-    cast = helper.make_node("Cast", [f"{name}/w"], [f"{name}/w32"], name=f"{layer.name}/weight_cast", to=TensorProto.FLOAT)
+    cast = helper.make_node("Cast", [f"{name}/w"], [f"{name}/w32"], name=f"{layer.name}/weight_cast",
+                            to=TensorProto.FLOAT)
     idx = _node_index(model, layer.name)
     old = model.graph.node[idx].input[1]
     model.graph.node[idx].input[1] = f"{name}/w32"

@@ -21,9 +21,9 @@ def bench_table(r: dict) -> Table:
         t.add_column(col, justify="right" if col != "model" else "left")
     acc, lat, flops = r["accuracy"], r["latency_ms"], r["flops"]
 
-    def row(name, a, f, l, rate=""):
+    def row(name, a, f, lat, rate=""):
         t.add_row(name, "-" if a is None else f"{a:.2f}", "-" if f is None else f"{f / 1e6:.1f}",
-                  "-" if l is None else f"{l['p50']:.3f}", "-" if l is None else f"{l['p99']:.3f}", rate)
+                  "-" if lat is None else f"{lat['p50']:.3f}", "-" if lat is None else f"{lat['p99']:.3f}", rate)
 
     row("teacher", acc["teacher"], flops["teacher"], lat["teacher"])
     row("student, full depth", acc["student_full"], flops["student_full"], lat["student_full"])

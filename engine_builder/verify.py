@@ -125,7 +125,8 @@ def calibration_inputs(bundle, images: str | Path | None = None, n: int = 16,
     if images is not None:
         files = sorted(p for p in Path(images).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
         if files:
-            return np.concatenate([preprocess(read_image(f), spec) for f in files]), f"{len(files)} images from {images}"
+            x = np.concatenate([preprocess(read_image(f), spec) for f in files])
+            return x, f"{len(files)} images from {images}"
     samples = bundle.section("calibration").get("samples")
     if samples and bundle.path(samples).is_file():
         x = np.load(bundle.path(samples)).astype(np.float32)[:n]

@@ -96,7 +96,8 @@ def _train(student: Student, train, t_logits, config: DistillConfig, show_progre
                 loss = 0.0
                 for w, logits in zip(weights, student(x)):
                     kd = F.kl_div(F.log_softmax(logits / T, dim=-1), soft, log_target=True, reduction="batchmean")
-                    loss = loss + w * (config.alpha * T * T * kd + (1 - config.alpha) * F.cross_entropy(logits, train.labels[idx]))
+                    ce = F.cross_entropy(logits, train.labels[idx])
+                    loss = loss + w * (config.alpha * T * T * kd + (1 - config.alpha) * ce)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -34,7 +34,7 @@ def export_bundle(student, out: str | Path, force: bool = False, progress=None, 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        bundle = _write_bundle(student, tmp, progress, extra or {})
+        _write_bundle(student, tmp, progress, extra or {})
         _swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

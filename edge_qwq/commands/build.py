@@ -23,7 +23,8 @@ TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked agains
               type=click.Choice(["mixed", "int8", "int4", "none"]), help="Quantization mode.")
 @click.option("--max-drop", default=0.3, show_default=True, type=float,
               help="Accuracy points the quantized bundle may lose against FP32.")
-@click.option("--trt-version", default="10.3", show_default=True, help="TensorRT on the device (JetPack 6.1/6.2: 10.3).")
+@click.option("--trt-version", default="10.3", show_default=True,
+              help="TensorRT on the device (JetPack 6.1/6.2: 10.3).")
 @click.option("--budget-ms", default=15.0, show_default=True, type=float, help="Per-frame latency budget.")
 @click.option("--dla", "dla_core", default=None, type=int, help="Build for this DLA core (GPU fallback); "
               "AGX Orin and Orin NX only.")

@@ -10,7 +10,8 @@ def command():
 
 
 @command.command("sample")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write DIR/{train,val,calib}/<class>/.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write DIR/{train,val,calib}/<class>/.")
 @click.option("--size", default=96, show_default=True, type=click.IntRange(32, 1024), help="Image side in pixels.")
 @click.option("--per-class", default=250, show_default=True, type=click.IntRange(1, 100000),
               help="Training images per class (val gets 40%, calib 15%, at least 8).")
@@ -34,5 +35,6 @@ def sample(out, size, per_class, seed, force):
         raise InputError(f"{out} is not empty; choose another --out or pass --force to write into it")
     with progress_callback("sample data") as cb:
         counts = make_sample(out, size=size, per_class=per_class, seed=seed, progress=cb)
-    console.print(f"wrote {sum(counts.values())} images to {out} ({', '.join(f'{k}: {v}' for k, v in counts.items())}); "
+    split_counts = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    console.print(f"wrote {sum(counts.values())} images to {out} ({split_counts}); "
                   "surfaces are real scikit-image texture photographs, defects are synthetic")

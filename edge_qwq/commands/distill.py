@@ -12,7 +12,8 @@ import click
 @click.option("--dim", default=64, show_default=True, type=int, help="Student width.")
 @click.option("--depth", default=6, show_default=True, type=int, help="Student blocks.")
 @click.option("--heads", default=2, show_default=True, type=int, help="Attention heads per block.")
-@click.option("--patch", default=8, show_default=True, type=int, help="Pixels per token side (keep small: defects are small).")
+@click.option("--patch", default=8, show_default=True, type=int,
+              help="Pixels per token side (keep small: defects are small).")
 @click.option("--exits", default="2,4", show_default=True, help="Blocks after which an early exit head sits.")
 @click.option("--temperature", default=2.0, show_default=True, type=float)
 @click.option("--alpha", default=0.5, show_default=True, type=float, help="Weight of the teacher's soft labels.")

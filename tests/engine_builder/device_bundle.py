@@ -13,7 +13,8 @@ CLASSES = ["crack", "ok", "scratch", "spot"]
 
 
 def _stage(k: int, rng) -> onnx.ModelProto:
-    f = lambda *s: rng.standard_normal(s).astype(np.float32) * 0.3
+    def f(*s):
+        return rng.standard_normal(s).astype(np.float32) * 0.3
     inits = [numpy_helper.from_array(f(16, 4), "w_head")]
     if k == 0:
         nodes = [helper.make_node("Conv", ["image", "w_patch"], ["p"], strides=[8, 8]),  # (B,16,4,4)
