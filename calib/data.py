@@ -79,14 +79,11 @@ def load_calib(calib_dir: str | os.PathLike, bundle, split: str = "calib") -> Ca
 
 
 def image_stats(rgb: np.ndarray) -> dict:
-    """Brightness, contrast and sharpness of RGB uint8 images (N, H, W, 3): mean and std over images.
+    """Brightness, contrast and sharpness of RGB uint8 images (N, H, W, 3): mean and std over images,
+    each image measured exactly as the device's health monitor measures a live frame
+    (`edge_runtime.health.input_stats`), so the two can be compared."""
+    from edge_runtime.health import input_stats
 
-    brightness: mean gray level on [0, 1]; contrast: std of gray on [0, 1]; sharpness: variance of the
-    Laplacian of gray on [0, 1] (blur lowers it)."""
-    import cv2
-
-    gray = rgb.astype(np.float32).mean(axis=-1) / 255.0  # (N, H, W)
-    lap = np.stack([cv2.Laplacian(g, cv2.CV_32F) for g in gray])
-    per_image = {"brightness": gray.mean(axis=(1, 2)), "contrast": gray.std(axis=(1, 2)),
-                 "sharpness": lap.var(axis=(1, 2))}
-    return {k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in per_image.items()}
+    per_image = [input_stats(im) for im in rgb]
+    return {k: {"mean": float(np.mean([s[k] for s in per_image])), "std": float(np.std([s[k] for s in per_image]))}
+            for k in per_image[0]}

@@ -442,5 +442,7 @@ def _quant_section(report: dict) -> dict:
 
 def _calib_section(q: Quantizer) -> dict:
     return {"images": len(q.cs), "source": str(q.cs.root), "resized_images": q.cs.resized,
-            "input": q.cs.stats,
+            # the contract the health monitor reads (edge_runtime/health.py)
+            "input_stats": q.cs.stats,
+            "hidden_range": [[h["min"], h["max"]] for h in q.fp32_hidden],
             "hidden": [{"stage": k, **h} for k, h in enumerate(q.fp32_hidden)]}

@@ -50,11 +50,22 @@ def test_manifest_sections_for_the_health_monitor(quantized_bundle):
 
     b = Bundle.open(quantized_bundle[0])
     cal, quant = b.section("calibration"), b.section("quantization")
-    assert set(cal["input"]) == {"brightness", "contrast", "sharpness"}
-    assert all(set(v) == {"mean", "std"} for v in cal["input"].values())
+    assert set(cal["input_stats"]) == {"brightness", "contrast", "sharpness"}
+    assert all(set(v) == {"mean", "std"} for v in cal["input_stats"].values())
     assert [h["stage"] for h in cal["hidden"]] == [0, 1, 2]
     assert all(h["min"] <= h["max"] and h["abs_p99_9"] > 0 for h in cal["hidden"])
+    assert cal["hidden_range"] == [[h["min"], h["max"]] for h in cal["hidden"]]
     assert set(quant["plan"]) == {"stage0", "stage1", "stage2"}
+    # and the device's health monitor takes its references from them
+    from edge_runtime.health import HealthMonitor
+    from edge_runtime.inference import DynamicInference
+
+    monitor = HealthMonitor(DynamicInference(quantized_bundle[0]))
+    try:
+        assert monitor.input_ref_source == "manifest calibration statistics"
+        assert monitor.hidden_range_source == "manifest" and len(monitor.hidden_range) == 3
+    finally:
+        monitor.close()
 
 
 def test_weight_bytes_counts_int4_and_int8(quantized_bundle):
