@@ -14,6 +14,7 @@ class Scores:
     early: float  # accuracy (%) with the bundle's early-exit policy
     logit_err: float  # mean over exits of relative squared logit error vs FP32 (0 for FP32 itself)
     exit_rate: list[float]  # fraction of frames answered at each exit
+    agreement: float = 100.0  # % of frames whose early-exit decision equals FP32's (the health baseline)
 
     def drop(self, ref: "Scores") -> float:
         """The larger of the two accuracy drops, in points."""
@@ -21,7 +22,8 @@ class Scores:
 
     def to_dict(self) -> dict:
         return {"accuracy": round(self.full, 3), "accuracy_early_exit": round(self.early, 3),
-                "logit_error": float(self.logit_err), "exit_rate": [round(r, 4) for r in self.exit_rate]}
+                "logit_error": float(self.logit_err), "exit_rate": [round(r, 4) for r in self.exit_rate],
+                "fp32_agreement": round(self.agreement, 3)}
 
 
 def chain(models: list, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -48,7 +50,10 @@ def score(logits: list[np.ndarray], labels: np.ndarray, policy, ok_index: int,
     early = float((pred == labels).mean() * 100)
     err = 0.0 if ref_logits is None else float(np.mean([rel_err(z, r) for z, r in zip(logits, ref_logits)]))
     rate = [float((exit_at == k).mean()) for k in range(len(logits))]
-    return Scores(full, early, err, rate)
+    agree = 100.0
+    if ref_logits is not None:
+        agree = float((simulate_exits(ref_logits, policy, ok_index)[0] == pred).mean() * 100)
+    return Scores(full, early, err, rate, agree)
 
 
 def hidden_stats(h: np.ndarray) -> dict:

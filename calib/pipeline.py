@@ -437,6 +437,8 @@ def _quant_section(report: dict) -> dict:
     return {"mode": report["mode"], "trt_version": report["trt_version"], "opset": report["opset"],
             "calibration_method": report["calibration_method"], "plan": plan, "fp32": report["fp32"],
             "quantized": report["quantized"], "drop_points": report["drop_points"],
+            # early-exit decisions equal to FP32's, in %: the health monitor's agreement baseline
+            "fp32_agreement": report["quantized"]["fp32_agreement"],
             "weight_bytes": report["weight_bytes"], "report": "quant_report.json"}
 
 

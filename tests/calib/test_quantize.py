@@ -56,6 +56,7 @@ def test_manifest_sections_for_the_health_monitor(quantized_bundle):
     assert all(h["min"] <= h["max"] and h["abs_p99_9"] > 0 for h in cal["hidden"])
     assert cal["hidden_range"] == [[h["min"], h["max"]] for h in cal["hidden"]]
     assert set(quant["plan"]) == {"stage0", "stage1", "stage2"}
+    assert 50.0 <= quant["fp32_agreement"] <= 100.0
     # and the device's health monitor takes its references from them
     from edge_runtime.health import HealthMonitor
     from edge_runtime.inference import DynamicInference
