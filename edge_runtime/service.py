@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import installer
-from edge_runtime.errors import EdgeError
+from edge_runtime.errors import BackendUnavailable, EdgeError
 from edge_runtime.health import HealthConfig, HealthMonitor
 from edge_runtime.notify import Notifier
 from edge_runtime.reuse import FrameReuse
@@ -190,12 +190,12 @@ class Service:
 
         return DecisionStore(self.cfg.store, jsonl=self.cfg.jsonl)
 
-    def _load_model(self, bundle_dir: Path, precision: str) -> None:
+    def _load_model(self, bundle_dir: Path, precision: str, backend: str | None = None) -> None:
         from edge_runtime.inference import DynamicInference, InferenceConfig
 
         if self.health is not None:
             self.health.close()
-        cfg = InferenceConfig(backend=self.cfg.backend, precision=precision, early_exit=self.cfg.early_exit,
+        cfg = InferenceConfig(backend=backend or self.cfg.backend, precision=precision, early_exit=self.cfg.early_exit,
                               early_exit_ok=self.cfg.early_exit_ok, reuse_window=self.cfg.reuse_window,
                               threads=self.cfg.threads)
         self.model = DynamicInference(bundle_dir, cfg)
@@ -312,18 +312,27 @@ class Service:
             except EdgeError as e:
                 self._event("rollback_failed", {"reason": reason, "error": str(e)})
                 return self._fallback_fp32(reason)
-            self._load_model(good, self.cfg.precision)
+            self._load_model_or_cpu(good, self.cfg.precision)
             self._event("rollback", {"from": str(bad), "to": str(good), "reason": reason,
                                      "model_version": self.model.bundle.version,
                                      "precision": self.model.precision})
         else:
             self._fallback_fp32(reason, old)
 
+    def _load_model_or_cpu(self, bundle_dir: Path, precision: str) -> None:
+        """Switching bundles while running: if the backend cannot run it (no TensorRT engines built for
+        this bundle on this device yet), keep deciding on ONNX Runtime rather than stop, and say so."""
+        try:
+            self._load_model(bundle_dir, precision)
+        except BackendUnavailable as e:
+            self._load_model(bundle_dir, precision, backend="onnxruntime")
+            self._event("backend_fallback", {"bundle": str(bundle_dir), "backend": "onnxruntime", "reason": str(e)})
+
     def _fallback_fp32(self, reason: str, old: str | None = None) -> None:
         if self.model.precision != "quantized":
             self._event("rollback_unavailable", {"reason": reason, "bundle": str(self.bundle_dir)})
             return
-        self._load_model(self.bundle_dir, "fp32")
+        self._load_model_or_cpu(self.bundle_dir, "fp32")
         self._event("fallback_fp32", {"reason": reason, "bundle": old or str(self.bundle_dir),
                                       "note": "no previous bundle installed: running the FP32 stages"})
 

@@ -163,3 +163,19 @@ def test_full_evidence_disk_while_running_keeps_deciding(tiny_bundle, tmp_path):
         kinds = [k for (k,) in c.execute("SELECT kind FROM events")]
         assert c.execute("SELECT count(*) FROM decisions").fetchone()[0] >= frames_then + 20
     assert "evidence_paused" in kinds
+
+
+def test_bundle_switch_the_backend_cannot_run_keeps_deciding_on_onnxruntime(tiny_bundle):
+    """A rollback on the device to a bundle without TensorRT engines for it: no crash, ONNX Runtime, an event.
+    (Here TensorRT is absent altogether, which the backend reports the same way: BackendUnavailable.)"""
+    from edge_runtime.service import Service, ServiceConfig
+
+    svc = Service(ServiceConfig(bundle=str(tiny_bundle), source=str(tiny_bundle), backend="tensorrt",
+                                handle_signals=False))
+    try:
+        svc._load_model_or_cpu(tiny_bundle, "fp32")
+        assert svc.model.backend.name == "onnxruntime"
+        assert [e["kind"] for e in svc.events] == ["backend_fallback"]
+        assert svc.events[0]["detail"]["backend"] == "onnxruntime"
+    finally:
+        svc.health.close()
