@@ -65,6 +65,7 @@ class DecisionStore:
         except OSError as e:
             raise StoreError(f"{self.path}: cannot create the decision store ({e.strerror})") from None
         self._jsonl = self._open_jsonl(jsonl)
+        self._next_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0] + 1
         self._pending: list[dict] = []
         self._last_commit = time.monotonic()
         self.stored = 0
@@ -77,13 +78,10 @@ class DecisionStore:
         return sys.stdout if str(jsonl) == "-" else open(jsonl, "a", buffering=1)
 
     def add(self, row: dict) -> dict:
-        """Insert one decision into the open transaction (not yet stored); returns the row with its id."""
-        try:
-            cur = self.db.execute(f"INSERT INTO decisions ({', '.join(COLUMNS)}) VALUES "
-                                  f"({', '.join('?' * len(COLUMNS))})", [row.get(c) for c in COLUMNS])
-        except sqlite3.Error as e:
-            raise _db_error(self.path, e) from None
-        row = {"id": cur.lastrowid, **row}
+        """Queue one decision for the next commit (not yet stored); returns the row with its id. The rows
+        are inserted in one executemany at commit: no SQLite call per frame on the hot path."""
+        row = {"id": self._next_id, **row}
+        self._next_id += 1
         self._pending.append(row)
         return row
 
@@ -97,8 +95,12 @@ class DecisionStore:
     def flush(self) -> list[dict]:
         """Commit; returns the rows that are now stored (and writes them to the JSON lines file)."""
         try:
+            self.db.executemany(f"INSERT INTO decisions (id, {', '.join(COLUMNS)}) VALUES "
+                                f"(?, {', '.join('?' * len(COLUMNS))})",
+                                [[r["id"]] + [r.get(c) for c in COLUMNS] for r in self._pending])
             self.db.commit()
         except sqlite3.Error as e:
+            self.db.rollback()  # nothing half-inserted: the pending rows stay pending, ids unique on retry
             raise _db_error(self.path, e) from None
         self._last_commit = time.monotonic()
         done, self._pending = self._pending, []

@@ -107,3 +107,22 @@ def test_full_evidence_disk_pauses_evidence_and_says_why(tmp_path):
         assert ev.save(_jpeg_frame(99), 99, "crack") is None  # stays paused, no exception
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_ids_continue_across_reopen_and_pending_rows_are_not_stored_until_commit(tmp_path):
+    import sqlite3
+
+    from edge_runtime.store import DecisionStore
+
+    row = {"time": 1.0, "frame_id": 0, "source": "s", "label": "ok", "confidence": 0.9, "exit": 0,
+           "latency_ms": 1.0, "model_version": "v", "reused": 0, "evidence": None}
+    store = DecisionStore(tmp_path / "d.db")
+    ids = [store.add(dict(row, frame_id=i))["id"] for i in range(3)]
+    assert sqlite3.connect(tmp_path / "d.db").execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
+    assert [r["id"] for r in store.flush()] == ids == [1, 2, 3]
+    store.close()
+    store = DecisionStore(tmp_path / "d.db")
+    assert store.add(row)["id"] == 4
+    store.close()
+    rows = sqlite3.connect(tmp_path / "d.db").execute("SELECT id, frame_id FROM decisions ORDER BY id").fetchall()
+    assert rows == [(1, 0), (2, 1), (3, 2), (4, 0)]
