@@ -77,10 +77,6 @@ class ExitResult:
     hidden: object  # the last stage's hidden handle (for health checks)
     logits: np.ndarray  # (classes,) of the exit taken
 
-    @property
-    def probs(self) -> np.ndarray:
-        return softmax(self.logits)
-
 
 class EarlyExitExecutor:
     def __init__(self, backend, policy: ExitPolicy, ok_index: int):
