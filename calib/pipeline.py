@@ -67,8 +67,7 @@ class Quantizer:
         self.eval_x, self.eval_y = eval_set
         self.workdir = workdir
         self.int4_allowed = trt >= (10, 0) and mode != "int8"
-        pol = bundle.exit_policy
-        self.policy = ExitPolicy.build(len(bundle.stages) - 1, pol.get("early_exit"), pol.get("early_exit_ok"))
+        self.policy = ExitPolicy.from_spec(bundle.exit_policy, len(bundle.stages) - 1)
         self.int4: dict[tuple[int, str], awq_mod.Int4Weight] = {}
         self.int4_info: dict[tuple[int, str], dict] = {}
         self.notes: list[str] = []
@@ -76,7 +75,7 @@ class Quantizer:
     # ---------- setup ----------
     def load_stages(self) -> None:
         opset = INT4_OPSET if self.int4_allowed else None
-        description = self.bundle.manifest.get("awq_groups")
+        description = self.awq_description()
         self.stages, x = [], self.cs.x
         self.fp32_hidden = []
         for spec in self.bundle.stages:
@@ -90,6 +89,19 @@ class Quantizer:
         _, self.ref_logits = chain([s.base for s in self.stages], self.eval_x)
         _, self.ref_cal_logits = chain([s.base for s in self.stages], self.cs.x)
         self.fp32 = self.score(self.ref_logits)
+
+    def awq_description(self) -> list[tuple[str, list[str]]] | None:
+        """The student's own account of which linear layers read which norm (manifest student.awq_groups);
+        None, with a note in the report, when the bundle has none and graph patterns must stand in."""
+        student = self.bundle.manifest.student
+        if student is not None and student.awq_groups:
+            self.awq_groups_source = "student description (manifest student.awq_groups)"
+            return [(g.norm, list(g.linears)) for g in student.awq_groups]
+        self.awq_groups_source = "graph patterns (LayerNormalization -> MatMul)"
+        if self.int4_allowed:
+            self.notes.append("the bundle has no AWQ groups from the student (student.awq_groups): AWQ scales "
+                              "were grouped by matching LayerNormalization -> MatMul in the graphs instead")
+        return None
 
     def score(self, logits) -> Scores:
         return score(logits, self.eval_y, self.policy, self.bundle.ok_index, self.ref_logits)
@@ -382,10 +394,11 @@ def _report(q: Quantizer, method: str, plan: dict, comp: dict, final: Scores, mo
         notes.append(f"TensorRT {q.trt[0]}.{q.trt[1]} has no INT4: every layer that would be INT4 is INT8")
     return {
         "mode": q.mode, "trt_version": f"{q.trt[0]}.{q.trt[1]}", "opset": INT4_OPSET if q.int4_allowed else None,
-        "calibration_method": method,
+        "calibration_method": method, "awq_groups_source": getattr(q, "awq_groups_source", None),
         "calibration_methods": {m: s.to_dict() for m, s in q.method_scores.items()},
         "eval_images": int(len(q.eval_y)), "calibration_images": len(q.cs),
         "fp32": q.fp32.to_dict(), "quantized": final.to_dict(),
+        "fp32_hidden": [{"stage": k, **h} for k, h in enumerate(q.fp32_hidden)],
         "drop_points": {"full": round(q.fp32.full - final.full, 3), "early_exit": round(q.fp32.early - final.early, 3)},
         "max_drop": q.max_drop,
         "layers": layers,
@@ -406,23 +419,28 @@ def _write(bundle, models, report: dict, q: Quantizer) -> None:
     written: list[tuple[Path, Path]] = []
     try:
         for spec, m in zip(bundle.stages, models):
-            rel = f"stages/stage{spec.index}.q.onnx"
             tmp = root / f"stages/.stage{spec.index}.q.onnx.tmp"
             onnx.save(m, str(tmp))
-            written.append((tmp, root / rel))
+            written.append((tmp, root / _quantized_file(spec.index)))
         tmp = root / ".quant_report.json.tmp"
         tmp.write_text(json.dumps(report, indent=2) + "\n")
         written.append((tmp, root / "quant_report.json"))
+        (root / "calib").mkdir(exist_ok=True)
+        tmp = root / "calib/.samples.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, _verification_samples(q.cs))
+        written.append((tmp, root / SAMPLES_FILE))
         for src, dst in written:
             os.replace(src, dst)
-        for spec, entry in zip(bundle.stages, bundle.manifest["stages"]):
-            entry["quantized"] = f"stages/stage{spec.index}.q.onnx"
-            bundle.add_file(entry["quantized"])
-        bundle.add_file("quant_report.json")
-        bundle.set_section("quantization", _quant_section(report))
-        bundle.set_section("calibration", _calib_section(q))
-        # measured on the calibration images with the quantized stages: what the latency estimate uses
-        bundle.manifest["exit_policy"]["exit_rates"] = report["quantized"]["exit_rate"][:-1]
+        for spec in bundle.stages:
+            spec.quantized = _quantized_file(spec.index)
+            bundle.add_file(spec.quantized)
+        for rel in ("quant_report.json", SAMPLES_FILE):
+            bundle.add_file(rel)
+        bundle.manifest.quantization = _quant_section(report)
+        bundle.manifest.calibration = _calib_section(q)
+        # measured on the eval images with the quantized stages: what the latency estimate uses
+        bundle.manifest.exit_policy.exit_fraction = report["quantized"]["exit_rate"][:-1]
         bundle.save()
     except BaseException:
         for src, _ in written:
@@ -430,21 +448,49 @@ def _write(bundle, models, report: dict, q: Quantizer) -> None:
         raise
 
 
-def _quant_section(report: dict) -> dict:
-    plan = {}
+SAMPLES_FILE = "calib/samples.npy"
+SAMPLES = 16  # stored calibration inputs: what engines are verified on, on the device
+
+
+def _quantized_file(k: int) -> str:
+    return f"stages/stage{k}.q.onnx"
+
+
+def _verification_samples(cs: CalibSet, n: int = SAMPLES) -> np.ndarray:
+    """Up to `n` preprocessed calibration inputs (n, 3, H, W) float32, taken round-robin over the classes
+    so every class is represented."""
+    by_class = [np.flatnonzero(cs.labels == c).tolist() for c in np.unique(cs.labels)]
+    picked: list[int] = []
+    while len(picked) < min(n, len(cs)):
+        for idx in by_class:
+            if idx and len(picked) < n:
+                picked.append(idx.pop(0))
+    return np.ascontiguousarray(cs.x[sorted(picked)], dtype=np.float32)
+
+
+def _quant_section(report: dict):
+    from edge_runtime.bundle import QuantizationSpec
+
+    plan: dict[str, dict[str, str]] = {}
     for r in report["layers"]:
         plan.setdefault(f"stage{r['stage']}", {})[r["name"]] = r["precision"]
-    return {"mode": report["mode"], "trt_version": report["trt_version"], "opset": report["opset"],
-            "calibration_method": report["calibration_method"], "plan": plan, "fp32": report["fp32"],
-            "quantized": report["quantized"], "drop_points": report["drop_points"],
-            # early-exit decisions equal to FP32's, in %: the health monitor's agreement baseline
-            "fp32_agreement": report["quantized"]["fp32_agreement"],
-            "weight_bytes": report["weight_bytes"], "report": "quant_report.json"}
+    fp32, quant, wb = report["fp32"], report["quantized"], report["weight_bytes"]
+    return QuantizationSpec(
+        mode=report["mode"], trt_version=report["trt_version"], calibration_method=report["calibration_method"],
+        plan=plan, eval_images=report["eval_images"],
+        fp32_accuracy_pct=fp32["accuracy"], fp32_accuracy_early_exit_pct=fp32["accuracy_early_exit"],
+        accuracy_pct=quant["accuracy"], accuracy_early_exit_pct=quant["accuracy_early_exit"],
+        # early-exit decisions equal to FP32's, in %: the health monitor's agreement baseline
+        fp32_agreement_pct=quant["fp32_agreement"],
+        weight_bytes_fp32=wb["fp32"], weight_bytes_quantized=wb["quantized"], opset=report["opset"],
+        report="quant_report.json")
 
 
-def _calib_section(q: Quantizer) -> dict:
-    return {"images": len(q.cs), "source": str(q.cs.root), "resized_images": q.cs.resized,
-            # the contract the health monitor reads (edge_runtime/health.py)
-            "input_stats": q.cs.stats,
-            "hidden_range": [[h["min"], h["max"]] for h in q.fp32_hidden],
-            "hidden": [{"stage": k, **h} for k, h in enumerate(q.fp32_hidden)]}
+def _calib_section(q: Quantizer):
+    from edge_runtime.bundle import CalibrationSpec, InputStat
+
+    # the references the health monitor reads (edge_runtime/health.py), measured with its own function
+    stats = {k: InputStat(v["mean"], v["std"]) for k, v in q.cs.stats.items()}
+    return CalibrationSpec(images=len(q.cs), source=str(q.cs.root), resized_images=q.cs.resized,
+                           input_stats=stats, hidden_range=[(h["min"], h["max"]) for h in q.fp32_hidden],
+                           samples=SAMPLES_FILE, samples_count=min(SAMPLES, len(q.cs)))

@@ -32,7 +32,7 @@ def export_student(student, bundle, force: bool = True):
     from export.student import load_student
 
     b = export_bundle(load_student(student), bundle, force=force)
-    worst = max(s["max_abs_error_vs_torch"] for s in b.manifest["stages"])
+    worst = max(s.max_abs_error_vs_torch or 0.0 for s in b.stages)
     console.print(f"{len(b.stages)} stages exported, max |onnx - torch| = {worst:.1e}, "
                   f"{sum(s.flops for s in b.stages) / 1e6:.1f} MFLOPs at full depth")
     return b

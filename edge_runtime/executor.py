@@ -16,11 +16,16 @@ from edge_runtime.errors import EdgeError
 DEFAULT_EARLY_EXIT = (0.85, 0.92)
 
 
+def ok_thresholds_for(thresholds) -> list[float]:
+    """The bar to exit early as "ok" when none is given: stricter than the defect bar, halving the
+    remaining doubt (0.85 -> 0.925, 0.92 -> 0.96). The one rule for it, used by every default."""
+    return [round(float(t) + (1 - float(t)) / 2, 4) for t in thresholds]
+
+
 def default_thresholds(early_exits: int) -> tuple[list[float], list[float]]:
-    """The seed's defaults, [0.85, 0.92] (0.92 for any further exit), and for exiting early as "ok" a
-    stricter bar that halves the remaining doubt: 0.85 -> 0.925, 0.92 -> 0.96."""
+    """The seed's defaults, [0.85, 0.92] (0.92 for any further exit), and the ok bar from them."""
     defect = (list(DEFAULT_EARLY_EXIT) + [DEFAULT_EARLY_EXIT[-1]] * early_exits)[:early_exits]
-    return defect, [round(t + (1 - t) / 2, 4) for t in defect]
+    return defect, ok_thresholds_for(defect)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -38,14 +43,22 @@ class ExitPolicy:
 
     @classmethod
     def build(cls, early_exits: int, thresholds=None, ok_thresholds=None) -> "ExitPolicy":
-        th = tuple(float(t) for t in (thresholds if thresholds is not None else DEFAULT_EARLY_EXIT))
-        ok = tuple(float(t) for t in (ok_thresholds if ok_thresholds is not None else th))
+        """Missing thresholds take the defaults; a missing ok bar is derived from the defect bar by
+        `ok_thresholds_for`, the same rule the defaults follow."""
+        th = tuple(float(t) for t in (thresholds if thresholds is not None else default_thresholds(early_exits)[0]))
+        ok = tuple(float(t) for t in (ok_thresholds if ok_thresholds is not None else ok_thresholds_for(th)))
         for name, values in (("early_exit", th), ("early_exit_ok", ok)):
             if len(values) != early_exits:
                 raise EdgeError(f"{name} needs {early_exits} thresholds (one per early exit), got {list(values)}")
             if any(not 0.0 < v <= 1.0 for v in values):
                 raise EdgeError(f"{name} thresholds must lie in (0, 1], got {list(values)}")
         return cls(th, ok)
+
+    @classmethod
+    def from_spec(cls, spec, early_exits: int, thresholds=None, ok_thresholds=None) -> "ExitPolicy":
+        """The bundle's policy (an `ExitPolicySpec`), each bar overridden where the user gave one."""
+        return cls.build(early_exits, thresholds if thresholds is not None else spec.early_exit,
+                         ok_thresholds if ok_thresholds is not None else spec.early_exit_ok)
 
     def raised(self, delta: float) -> "ExitPolicy":
         """Stricter by `delta` (the health monitor's response to drift); capped at 1.0 = never exit."""

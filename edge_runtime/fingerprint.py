@@ -131,7 +131,7 @@ def engine_status(engines_section: dict, fingerprint_id: str, precision: str,
                   stage_sources: list[str], source_digests: dict[str, str]) -> tuple[str, str]:
     """Whether the manifest's engines for this device can be loaded.
 
-    engines_section: the manifest's "engines" section, {fingerprint id: entry}.
+    engines_section: the manifest's "engines" section, {fingerprint id: EngineEntry}.
     stage_sources: the ONNX file each stage must come from, in stage order (for this precision).
     source_digests: the manifest's "files" (sha256 of each file).
     Returns (status, reason), status one of "ok", "missing", "other-device", "stale", "rejected".
@@ -143,16 +143,15 @@ def engine_status(engines_section: dict, fingerprint_id: str, precision: str,
             return "other-device", (f"engines were built for {', '.join(others)}, not for this device "
                                     f"({fingerprint_id})")
         return "missing", f"the bundle has no TensorRT engines for this device ({fingerprint_id})"
-    if entry.get("precision") != precision:
-        return "stale", (f"the engines for this device are {entry.get('precision')}, "
+    if entry.precision != precision:
+        return "stale", (f"the engines for this device are {entry.precision}, "
                          f"but {precision} was asked for")
-    stages = entry.get("stages", [])
-    if [s.get("source") for s in stages] != list(stage_sources):
+    if [s.source for s in entry.stages] != list(stage_sources):
         return "stale", "the engines were built from other stage files than the bundle's"
-    for s in stages:
-        if s.get("source_sha256") != source_digests.get(s.get("source")):
-            return "stale", f"{s.get('source')} changed after its engine was built"
-    if not entry.get("active"):
-        why = entry.get("verification", {}).get("failure", "it did not pass verification")
+    for s in entry.stages:
+        if s.source_sha256 != source_digests.get(s.source):
+            return "stale", f"{s.source} changed after its engine was built"
+    if not entry.active:
+        why = entry.failure or "it did not pass verification"
         return "rejected", f"the engines for this device were not activated: {why}"
     return "ok", "engines match this device"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.bundle import EngineEntry, EngineStage
 from engine_builder.cache import Decision, decide, engine_dir, engine_file, timing_cache_file
 from engine_builder.plan import BuildError, BuildOptions, graph_precision, plan_build
 from engine_builder.trt_build import build_serialized
@@ -57,30 +58,44 @@ def build_engines(bundle_path: str | os.PathLike, precision: str = "auto", optio
     bundle = Bundle.open(bundle_path)
     fp = fingerprint or detect()
     used, files = stage_files(bundle, precision)
-    engines = bundle.section("engines")
-    decision = decide(engines, fp.id, used, files, bundle.manifest["files"], trt_available=True, force=force)
+    check_trt_version(bundle, str(trt.__version__))
+    engines = bundle.manifest.engines
+    decision = decide(engines, fp.id, used, files, bundle.manifest.files, trt_available=True, force=force)
     if decision.action != "build":
         return _result(decision, fp, engines.get(fp.id), decision.reason)
     opts = replace(options or BuildOptions(), precision=used)
     entry = _build_all(trt, bundle, fp, files, opts, progress)
     tol = dict(tolerances or DEFAULT_TOLERANCES[used])
     runner = (engine_runner or polygraphy_runner)(
-        [bundle.path(s["file"]).read_bytes() for s in entry["stages"]], entry["plan"])
+        [bundle.path(s.file).read_bytes() for s in entry.stages], entry.plan)
     _verify(bundle, entry, files, runner, tol, calib_images)
     _record(bundle, fp.id, entry)
-    if not entry["active"]:
-        raise BuildError(f"{entry['verification']['failure']}; the engines for {fp.id} were not activated "
+    if not entry.active:
+        raise BuildError(f"{entry.failure}; the engines for {fp.id} were not activated "
                          "and the runtime keeps using ONNX Runtime")
     summary = (f"built and verified {len(files)} TensorRT engines ({used}) for {fp.describe()} "
                f"in {engine_dir(fp.id)}/")
     return _result(decision, fp, entry, summary)
 
 
-def _result(decision: Decision, fp, entry: dict | None, summary: str) -> dict:
-    return {"decision": asdict(decision), "summary": summary, "fingerprint": fp.to_dict(), "entry": entry}
+def _result(decision: Decision, fp, entry: EngineEntry | None, summary: str) -> dict:
+    return {"decision": asdict(decision), "summary": summary, "fingerprint": fp.to_dict(),
+            "entry": entry.to_dict() if entry is not None else None}
 
 
-def _build_all(trt, bundle, fp, files: list[str], opts: BuildOptions, progress) -> dict:
+def check_trt_version(bundle, trt_version: str) -> None:
+    """BuildError when the quantized graphs need a newer TensorRT than this device has (INT4 needs 10)."""
+    q = bundle.manifest.quantization
+    if q is None or not q.has_int4:
+        return
+    major = int(str(trt_version).split(".")[0])
+    if major < 10:
+        raise BuildError(f"the bundle's quantized stages hold INT4 weights (made for TensorRT {q.trt_version}), "
+                         f"which TensorRT {trt_version} cannot build; re-quantize with --trt-version "
+                         f"{trt_version} or use --precision fp32")
+
+
+def _build_all(trt, bundle, fp, files: list[str], opts: BuildOptions, progress) -> EngineEntry:
     """Build every stage into engines/<id>/, reusing and updating the timing cache kept there."""
     folder = bundle.path(engine_dir(fp.id))
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,11 +107,10 @@ def _build_all(trt, bundle, fp, files: list[str], opts: BuildOptions, progress) 
         plan = plan_build(str(trt.__version__), graph_precision(bundle.path(rel)), opts, name, shape)
         engine, cache = build_serialized(trt, bundle.path(rel), plan, cache, progress)
         _atomic_write(bundle.path(engine_file(fp.id, k)), engine)
-        stages.append({"file": engine_file(fp.id, k), "source": rel,
-                       "source_sha256": bundle.manifest["files"].get(rel)})
+        stages.append(EngineStage(engine_file(fp.id, k), rel, bundle.manifest.files.get(rel)))
     _atomic_write(cache_path, cache)
-    return {"device": fp.to_dict(), "precision": opts.precision, "plan": plan.to_dict() if plan else {},
-            "options": asdict(opts), "stages": stages, "timing_cache": timing_cache_file(fp.id), "active": False}
+    return EngineEntry(opts.precision, stages, active=False, device=fp.to_dict(), plan=plan.to_dict() if plan else {},
+                       options=asdict(opts), timing_cache=timing_cache_file(fp.id))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -118,28 +132,28 @@ def _input_of(path: Path) -> tuple[str, tuple[int, ...]]:
     return inp.name, dims
 
 
-def _verify(bundle, entry: dict, files: list[str], engine: StageRunner, tol: dict, calib_images) -> None:
-    x, source = calibration_inputs(bundle, calib_images)
+def _verify(bundle, entry: EngineEntry, files: list[str], engine: StageRunner, tol: dict, calib_images) -> None:
+    x, source = calibration_inputs(bundle, calib_images)  # (N, 3, H, W): the stored calibration inputs
     reference = onnxruntime_runner([bundle.path(f) for f in files])
     verdicts = verify_stages(reference, engine, len(files), x, tol)
     failed = [v for v in verdicts if not v.passed]
-    entry["tolerances"] = tol
-    entry["verification"] = {"inputs": source, "stages": [v.to_dict() for v in verdicts]}
+    entry.tolerances = tol
+    entry.verification = {"inputs": source, "stages": [v.to_dict() for v in verdicts]}
     if failed:
-        entry["verification"]["failure"] = failed[0].message()
-    entry["active"] = not failed
+        entry.verification["failure"] = failed[0].message()
+    entry.active = not failed
 
 
-def _record(bundle, fp_id: str, entry: dict) -> None:
+def _record(bundle, fp_id: str, entry: EngineEntry) -> None:
     """Write the entry and the sha256 of its files into the manifest (atomically, via Bundle.save)."""
-    engines = bundle.section("engines")
-    for old in (engines.get(fp_id) or {}).get("stages", []):
-        bundle.remove_file(old["file"])
-    for s in entry["stages"]:
-        bundle.add_file(s["file"])
-    bundle.add_file(entry["timing_cache"])
+    engines = bundle.manifest.engines
+    old = engines.get(fp_id)
+    for s in old.stages if old else []:
+        bundle.remove_file(s.file)
+    for s in entry.stages:
+        bundle.add_file(s.file)
+    bundle.add_file(entry.timing_cache)
     engines[fp_id] = entry
-    bundle.set_section("engines", engines)
     bundle.save()
 
 

@@ -3,9 +3,9 @@
     engines/<fingerprint id>/stage{k}.engine
     engines/<fingerprint id>/timing.cache     TensorRT's tactic timings, reused by the next build there
 
-The manifest's "engines" section maps each fingerprint id to an entry:
-    {"device": {...}, "precision", "plan": {...}, "stages": [{"file", "source", "source_sha256"}],
-     "timing_cache", "tolerances", "verification": {"inputs", "stages": [...], "failure"?}, "active"}
+The manifest's "engines" section maps each fingerprint id to an `EngineEntry` (edge_runtime.bundle.sections):
+    device, precision, plan, options, stages [EngineStage(file, source, source_sha256)], timing_cache,
+    tolerances, verification {"inputs", "stages": [...], "failure"?}, active
 """
 from __future__ import annotations
 

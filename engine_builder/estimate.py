@@ -161,11 +161,11 @@ def stage_files(bundle, precision: str = "auto") -> tuple[str, list[str]]:
 
 
 def exit_rates_of(bundle, n_early: int) -> tuple[tuple[float, ...], str]:
-    """Measured exit rates from the manifest (exit_policy.exit_rates, written by bench/calib) if present;
+    """Measured exit rates from the manifest (exit_policy.exit_fraction, written by calib) if present;
     else the assumption that half the frames still running leave at each early exit."""
-    measured = bundle.exit_policy.get("exit_rates")
+    measured = bundle.exit_policy.exit_fraction
     if measured and len(measured) >= n_early:
-        return tuple(float(r) for r in measured[:n_early]), "measured (manifest exit_policy.exit_rates)"
+        return tuple(float(r) for r in measured[:n_early]), "measured (manifest exit_policy.exit_fraction)"
     rates, left = [], 1.0
     for _ in range(n_early):
         rates.append(left * 0.5)

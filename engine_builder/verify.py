@@ -117,8 +117,9 @@ def verify_stages(reference: StageRunner, engine: StageRunner, num_stages: int, 
 def calibration_inputs(bundle, images: str | Path | None = None, n: int = 16,
                        seed: int = 0) -> tuple[np.ndarray, str]:
     """(stage-0 batch (N, 3, H, W) float32, where it came from): images from a folder, else the bundle's
-    calibration samples (manifest calibration.samples: an .npy of preprocessed inputs), else random
-    normal inputs (said so in the manifest: they check the engine's arithmetic, not its accuracy)."""
+    stored calibration inputs (manifest calibration.samples, written by calib: an .npy of preprocessed
+    inputs, hashed like every bundle file), else random normal inputs (said so in the manifest: they check
+    the engine's arithmetic, not its accuracy)."""
     from edge_runtime.preprocess import IMAGE_SUFFIXES, preprocess, read_image
 
     spec = bundle.input
@@ -127,10 +128,26 @@ def calibration_inputs(bundle, images: str | Path | None = None, n: int = 16,
         if files:
             x = np.concatenate([preprocess(read_image(f), spec) for f in files])
             return x, f"{len(files)} images from {images}"
-    samples = bundle.section("calibration").get("samples")
-    if samples and bundle.path(samples).is_file():
-        x = np.load(bundle.path(samples)).astype(np.float32)[:n]
-        return x, f"{len(x)} calibration samples from {samples}"
+    calib = bundle.manifest.calibration
+    if calib is not None and calib.samples:
+        x = _stored_samples(bundle, calib.samples)[:n]
+        return x, f"{len(x)} stored calibration inputs from {calib.samples}"
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 3, spec.height, spec.width)).astype(np.float32)
     return x, f"{n} random normal inputs (no calibration images in the bundle)"
+
+
+def _stored_samples(bundle, rel: str) -> np.ndarray:
+    """The bundle's stored calibration inputs (N, 3, H, W) float32; BuildError if they are missing or do not
+    fit the bundle's input (the sha256 check at open already refused an edited file)."""
+    from engine_builder.plan import BuildError
+
+    spec = bundle.input
+    try:
+        x = np.load(bundle.path(rel), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise BuildError(f"bundle {bundle.root}: cannot read the stored calibration inputs {rel} ({e})") from None
+    if x.ndim != 4 or x.shape[1:] != (3, spec.height, spec.width):
+        raise BuildError(f"bundle {bundle.root}: {rel} holds inputs of shape {x.shape}, not "
+                         f"(N, 3, {spec.height}, {spec.width})")
+    return x.astype(np.float32, copy=False)

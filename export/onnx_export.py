@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle
-from edge_runtime.executor import default_thresholds
+from edge_runtime.bundle import (AwqGroup, Bundle, DynamicSpec, ExitPolicySpec, InputSpec, Manifest, StageSpec,
+                                 StudentSpec)
 from edge_runtime.onnx_cost import graph_flops
 from export.errors import ExportError
 
@@ -25,7 +25,7 @@ OPSET = 17
 TOLERANCE = 1e-4  # max abs difference between torch and ONNX Runtime, per output
 
 
-def export_bundle(student, out: str | Path, force: bool = False, progress=None, extra: dict | None = None) -> Bundle:
+def export_bundle(student, out: str | Path, force: bool = False, progress=None) -> Bundle:
     """Write `student` as a bundle at `out`. The bundle is written beside it and moved into place only
     when every stage has passed its checks, so a failure never destroys an existing bundle."""
     out = Path(out)
@@ -34,7 +34,7 @@ def export_bundle(student, out: str | Path, force: bool = False, progress=None, 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_bundle(student, tmp, progress, extra or {})
+        _write_bundle(student, tmp, progress)
         _swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -50,55 +50,52 @@ def _swap_into_place(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_bundle(student, root: Path, progress, extra: dict) -> Bundle:
+def _write_bundle(student, root: Path, progress) -> Bundle:
     import torch
 
     cfg = student.config
     student = student.eval()
     (root / "stages").mkdir()
-    stages, checks = [], []
+    stages = []
     x = torch.randn(2, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0))
     for k in range(len(cfg.stage_ends)):
         rel = f"stages/stage{k}.onnx"
         name = "image" if k == 0 else "hidden_in"
         _export_stage(student, k, x, root / rel, name)
         with torch.no_grad():
-            hidden, logits = student.run_stage(k, x)
+            hidden, logits = student.run_stage(k, x)  # (B, T, dim), (B, classes)
         err = check_stage(root / rel, name, x.numpy(), {"hidden": hidden.numpy(), "logits": logits.numpy()})
-        checks.append(err)
-        stages.append({"index": k, "file": rel, "input": name, "outputs": ["hidden", "logits"],
-                       "blocks": [0 if k == 0 else cfg.stage_ends[k - 1], cfg.stage_ends[k]],
-                       "hidden_shape": list(hidden.shape[1:]), "flops": graph_flops(root / rel),
-                       "max_abs_error_vs_torch": err})
+        stages.append(StageSpec(k, rel, name, graph_flops(root / rel), blocks=[0 if k == 0 else cfg.stage_ends[k - 1],
+                                                                            cfg.stage_ends[k]],
+                                hidden_shape=list(hidden.shape[1:]), max_abs_error_vs_torch=err))
         x = hidden
         if progress:
             progress(k, len(cfg.stage_ends))
-    bundle = Bundle.create(root, {
-        "producer": "edge-qwq export",
-        "classes": list(cfg.classes),
-        "ok_class": cfg.ok_class,
-        "input": {"size": [cfg.image_size, cfg.image_size], "mean": list(cfg.mean), "std": list(cfg.std),
-                  "layout": "NCHW", "color": "RGB"},
-        "stages": stages,
-        "exit_policy": dict(zip(("early_exit", "early_exit_ok"), default_thresholds(len(cfg.exits))),
-                            temperatures_folded_into_heads=cfg.extra.get("exit_temperatures")),
-        "dynamic": {"prune_threshold": cfg.prune_threshold, "reuse_window": 0},
-        "student": {"dim": cfg.dim, "depth": cfg.depth, "heads": cfg.heads, "patch": cfg.patch,
-                    "exits": list(cfg.exits)},
-        "opset": OPSET,
-        **extra,
-    })
+    bundle = Bundle.create(root, _manifest(student, stages))
     for s in stages:
-        bundle.add_file(s["file"])
-    bundle.manifest["model_version"] = _model_version(bundle)
+        bundle.add_file(s.file)
+    bundle.manifest.model_version = _model_version(bundle)
     bundle.save()
     return bundle
+
+
+def _manifest(student, stages: list[StageSpec]) -> Manifest:
+    cfg = student.config
+    policy = ExitPolicySpec.default(len(stages) - 1)
+    policy.temperatures = cfg.extra.get("exit_temperatures")
+    groups = [AwqGroup(norm, list(linears)) for norm, linears in student.awq_groups()]
+    return Manifest(
+        classes=list(cfg.classes), ok_class=cfg.ok_class,
+        input=InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std)),
+        stages=stages, exit_policy=policy, producer="edge-qwq export",
+        student=StudentSpec(cfg.dim, cfg.depth, cfg.heads, cfg.patch, list(cfg.exits), groups),
+        dynamic=DynamicSpec(reuse_window=0))
 
 
 def _model_version(bundle: Bundle) -> str:
     import hashlib
 
-    digest = hashlib.sha256("".join(bundle.manifest["files"][s["file"]] for s in bundle.manifest["stages"]).encode())
+    digest = hashlib.sha256("".join(bundle.manifest.files[s.file] for s in bundle.stages).encode())
     return digest.hexdigest()[:12]
 
 

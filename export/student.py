@@ -31,7 +31,6 @@ class StudentConfig:
     exits: tuple[int, ...] = (2, 4)  # an exit head after these many blocks; the final head is implicit
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
-    prune_threshold: float = 0.0  # attention heads whose importance falls below it are pruned (0: none)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -64,6 +63,7 @@ class StudentConfig:
     def from_json(cls, text: str) -> "StudentConfig":
         d = json.loads(text)
         d.pop("model_type", None)
+        d.pop("prune_threshold", None)  # written by older versions; nothing ever pruned
         d["exits"] = tuple(d["exits"])
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         return cls(**d)

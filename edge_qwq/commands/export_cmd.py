@@ -22,7 +22,7 @@ def command(student, out, force):
 
     bundle = export_bundle(load_student(student), out, force=force,
                            progress=lambda k, n: console.print(f"  stage {k + 1}/{n} exported and checked"))
-    for s in bundle.manifest["stages"]:
-        console.print(f"  {s['file']}: {s['flops'] / 1e6:.1f} MFLOPs, max |onnx - torch| = "
-                      f"{s['max_abs_error_vs_torch']:.1e}")
+    for s in bundle.stages:
+        console.print(f"  {s.file}: {s.flops / 1e6:.1f} MFLOPs, max |onnx - torch| = "
+                      f"{s.max_abs_error_vs_torch:.1e}")
     console.print(f"bundle written to {out} (model version {bundle.version})")

@@ -52,12 +52,12 @@ def usable_engines(bundle, precision: str, fingerprint_id: str) -> list[str]:
     from edge_runtime.fingerprint import engine_status
 
     sources = [(s.quantized if precision == "quantized" else s.file) for s in bundle.stages]
-    engines = bundle.section("engines")
-    status, why = engine_status(engines, fingerprint_id, precision, sources, bundle.manifest["files"])
+    engines = bundle.manifest.engines
+    status, why = engine_status(engines, fingerprint_id, precision, sources, bundle.manifest.files)
     if status != "ok":
         raise EnginesUnavailable(f"cannot use TensorRT: {why}; build them on this device with "
                                  "`edge-qwq build --target orin`, or use --backend onnxruntime", status)
-    return [s["file"] for s in engines[fingerprint_id]["stages"]]
+    return [s.file for s in engines[fingerprint_id].stages]
 
 
 @dataclass
@@ -96,8 +96,8 @@ class TensorRTBackend:
         self.trt, self.cuda, self.precision = trt, cuda, precision
         fp = fingerprint or detect()
         files = usable_engines(bundle, precision, fp.id)
-        entry = bundle.section("engines")[fp.id]
-        profile = next(iter(entry.get("plan", {}).get("profile", {}).values()), None)
+        entry = bundle.manifest.engines[fp.id]
+        profile = next(iter(entry.plan.get("profile", {}).values()), None)
         self.max_batch = int(profile[2][0]) if profile else 1
         logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(logger)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.backends.tensorrt_backend import EnginesUnavailable, usable_engines
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle import Bundle, EngineEntry
 from edge_runtime.errors import BackendUnavailable
 
 
@@ -47,7 +47,7 @@ def test_engines_for_another_device_are_never_loaded(tiny_bundle):
     with pytest.raises(EnginesUnavailable) as e:
         usable_engines(b, "fp32", "sm87-trt10.3.0-cuda12.6-abc")
     assert e.value.status == "missing" and "edge-qwq build --target orin" in str(e.value)
-    b.set_section("engines", {"sm72-trt8.5.2-cuda11.4-old": {"precision": "fp32", "active": True, "stages": []}})
+    b.manifest.engines["sm72-trt8.5.2-cuda11.4-old"] = EngineEntry("fp32", [], active=True)
     with pytest.raises(EnginesUnavailable) as e:
         usable_engines(b, "fp32", "sm87-trt10.3.0-cuda12.6-abc")
     assert e.value.status == "other-device" and "sm72-trt8.5.2-cuda11.4-old" in str(e.value)

@@ -12,6 +12,7 @@ import pytest
 
 from edge_runtime.bundle import Bundle
 from edge_runtime.fingerprint import DeviceFingerprint
+from edge_runtime.bundle import EngineEntry
 from engine_builder.build import build_engines, build_engines_or_explain
 from engine_builder.cache import decide
 from engine_builder.plan import BuildError, BuildOptions
@@ -25,6 +26,10 @@ DIGESTS = {"stages/stage0.onnx": "a", "stages/stage1.onnx": "b"}
 
 
 def _entry(precision="fp32", active=True, digests=DIGESTS):
+    return EngineEntry.from_dict(_entry_dict(precision, active, digests))
+
+
+def _entry_dict(precision, active, digests):
     return {"precision": precision, "active": active,
             "stages": [{"file": f"engines/x/stage{k}.engine", "source": s, "source_sha256": digests[s]}
                        for k, s in enumerate(SOURCES)],
@@ -78,13 +83,13 @@ def test_build_writes_engines_verifies_and_activates(tiny_bundle, ort_engine):
     res = build_engines(tiny_bundle, trt=trt, fingerprint=ORIN, engine_runner=ort_engine, progress=lambda s: None)
     assert res["decision"]["action"] == "build" and "built and verified 3 TensorRT engines (fp32)" in res["summary"]
     b = Bundle.open(tiny_bundle)  # verifies every sha256, engines included
-    entry = b.section("engines")[ORIN.id]
-    assert entry["active"] and entry["precision"] == "fp32"
-    assert entry["tolerances"] == {"atol": 1e-3, "rtol": 1e-3, "min_argmax_agreement": 1.0}
-    assert "random normal inputs" in entry["verification"]["inputs"]
-    assert [s["file"] for s in entry["stages"]] == [f"engines/{ORIN.id}/stage{k}.engine" for k in range(3)]
+    entry = b.manifest.engines[ORIN.id]
+    assert entry.active and entry.precision == "fp32"
+    assert entry.tolerances == {"atol": 1e-3, "rtol": 1e-3, "min_argmax_agreement": 1.0}
+    assert "random normal inputs" in entry.verification["inputs"]  # an FP32 bundle has no stored samples
+    assert [s.file for s in entry.stages] == [f"engines/{ORIN.id}/stage{k}.engine" for k in range(3)]
     assert (tiny_bundle / f"engines/{ORIN.id}/timing.cache").read_bytes().endswith(b"+timings")
-    assert entry["plan"]["strongly_typed"] is False and entry["plan"]["flags"] == []
+    assert entry.plan["strongly_typed"] is False and entry.plan["flags"] == []
     # second time: reused, nothing built
     trt2 = make_fake_tensorrt("10.3.0")
     again = build_engines(tiny_bundle, trt=trt2, fingerprint=ORIN, engine_runner=ort_engine)
@@ -101,7 +106,7 @@ def test_new_fingerprint_rebuilds_and_reuses_nothing_from_the_other_device(tiny_
     # the first stage starts from an empty timing cache (the other device's is not used), later ones reuse it
     caches = [c[1] for c in trt.calls if c[0] == "config.create_timing_cache"]
     assert caches[0] == b"" and caches[1] == b"+timings"
-    assert set(Bundle.open(tiny_bundle).section("engines")) == {ORIN.id, ORIN_UPGRADED.id}
+    assert set(Bundle.open(tiny_bundle).manifest.engines) == {ORIN.id, ORIN_UPGRADED.id}
 
 
 def test_timing_cache_of_this_device_is_reused_on_rebuild(tiny_bundle, ort_engine):
@@ -118,12 +123,12 @@ def test_failed_verification_is_not_activated_and_names_stage_and_output(tiny_bu
     with pytest.raises(BuildError, match=r"stage 1 engine does not match ONNX Runtime: worst output 'logits'"):
         build_engines(tiny_bundle, trt=make_fake_tensorrt("10.3.0"), fingerprint=ORIN,
                       engine_runner=_broken_stage(1), progress=lambda s: None)
-    entry = Bundle.open(tiny_bundle).section("engines")[ORIN.id]
-    assert entry["active"] is False
-    assert [s["passed"] for s in entry["verification"]["stages"]] == [True, False, True]
+    entry = Bundle.open(tiny_bundle).manifest.engines[ORIN.id]
+    assert entry.active is False
+    assert [s["passed"] for s in entry.verification["stages"]] == [True, False, True]
     # the runtime's check refuses it, and the builder does not loop rebuilding it
-    d = decide(Bundle.open(tiny_bundle).section("engines"), ORIN.id, "fp32",
-               [s.file for s in Bundle.open(tiny_bundle).stages], Bundle.open(tiny_bundle).manifest["files"], True)
+    b = Bundle.open(tiny_bundle)
+    d = decide(b.manifest.engines, ORIN.id, "fp32", [s.file for s in b.stages], b.manifest.files, True)
     assert d.action == "fallback"
 
 

@@ -37,9 +37,9 @@ def test_device_build_verifies_activates_then_reuses(trt, onnx_bundle):
     first = build_engines(onnx_bundle, progress=lambda s: None)
     assert first["decision"]["action"] == "build"
     fp_id = first["fingerprint"]["id"]
-    entry = Bundle.open(onnx_bundle).section("engines")[fp_id]  # opening re-checks every sha256
-    assert entry["active"] and all(s["passed"] for s in entry["verification"]["stages"])
-    assert (onnx_bundle / entry["timing_cache"]).stat().st_size > 0
+    entry = Bundle.open(onnx_bundle).manifest.engines[fp_id]  # opening re-checks every sha256
+    assert entry.active and all(s["passed"] for s in entry.verification["stages"])
+    assert (onnx_bundle / entry.timing_cache).stat().st_size > 0
     assert build_engines(onnx_bundle, progress=lambda s: None)["decision"]["action"] == "use"
 
 

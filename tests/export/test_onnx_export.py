@@ -28,12 +28,12 @@ def test_each_stage_matches_torch_and_passes_checker(tiny_bundle):
         assert np.abs(got_h - ref_h.numpy()).max() < 1e-4
         assert np.abs(got_logits - ref_logits.numpy()).max() < 1e-4
         h = ref_h
-    assert [s["max_abs_error_vs_torch"] < 1e-4 for s in b.manifest["stages"]] == [True] * 3
+    assert [s.max_abs_error_vs_torch < 1e-4 for s in b.stages] == [True] * 3
 
 
 def test_manifest_has_the_contract_fields(tiny_bundle):
     m = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert m["schema_version"] == 1 and m["ok_class"] == "ok"
+    assert m["schema_version"] == 2 and m["ok_class"] == "ok"
     assert m["input"]["size"] == [32, 32] and len(m["input"]["mean"]) == 3
     assert len(m["stages"]) == 3 and all(s["flops"] > 0 for s in m["stages"])
     assert m["exit_policy"]["early_exit"] == [0.85, 0.92]

@@ -23,15 +23,30 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from edge_runtime.bundle.manifest import SCHEMA_VERSION, Manifest
+from edge_runtime.bundle.migrate import STEPS, migrate
+from edge_runtime.bundle.sections import (
+    AwqGroup,
+    CalibrationSpec,
+    DynamicSpec,
+    EngineEntry,
+    EngineStage,
+    ExitPolicySpec,
+    InputSpec,
+    InputStat,
+    QuantizationSpec,
+    StageSpec,
+    StudentSpec,
+)
 from edge_runtime.errors import BundleError
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "MANIFEST", "Bundle", "Manifest", "AwqGroup", "CalibrationSpec", "DynamicSpec",
+           "EngineEntry", "EngineStage", "ExitPolicySpec", "InputSpec", "InputStat", "QuantizationSpec",
+           "StageSpec", "StudentSpec", "sha256_file", "atomic_write_text"]
+
 MANIFEST = "manifest.json"
-REQUIRED_KEYS = ("schema_version", "classes", "ok_class", "input", "stages", "exit_policy", "files")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -57,49 +72,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """How the runtime turns a frame into the stage-0 tensor (B, 3, H, W) float32."""
-
-    height: int
-    width: int
-    mean: tuple[float, float, float]  # per channel, on [0, 1] pixels, RGB order
-    std: tuple[float, float, float]
-    layout: str = "NCHW"
-    color: str = "RGB"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InputSpec":
-        h, w = d["size"]
-        return cls(int(h), int(w), tuple(d["mean"]), tuple(d["std"]), d.get("layout", "NCHW"),
-                   d.get("color", "RGB"))
-
-    def to_dict(self) -> dict:
-        return {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std),
-                "layout": self.layout, "color": self.color}
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """Stage k: `input` in, `hidden` and `logits` out. `quantized` is the .q.onnx file, if any."""
-
-    index: int
-    file: str
-    input: str
-    flops: int  # multiply-adds x 2, batch 1
-    quantized: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StageSpec":
-        return cls(int(d["index"]), d["file"], d["input"], int(d.get("flops", 0)), d.get("quantized"))
-
-
 class Bundle:
-    """A bundle folder and its manifest. Open with `Bundle.open`, create with `Bundle.create`."""
+    """A bundle folder and its typed manifest. Open with `Bundle.open`, create with `Bundle.create`.
 
-    def __init__(self, root: Path, manifest: dict[str, Any]):
+    `bundle.manifest` is a `Manifest`; writers change its sections (typed records from
+    `edge_runtime.bundle.sections`), record new files with `add_file` and call `save()`."""
+
+    def __init__(self, root: Path, manifest: Manifest, schema_read: int = SCHEMA_VERSION):
         self.root = Path(root)
         self.manifest = manifest
+        self.schema_read = schema_read  # the schema the manifest on disk is in (older ones are migrated)
 
     # ---------- reading ----------
     @classmethod
@@ -111,20 +93,17 @@ class Bundle:
         if not mpath.is_file():
             raise BundleError(f"{root} is not a bundle: it has no {MANIFEST}")
         try:
-            manifest = json.loads(mpath.read_text())
+            raw = json.loads(mpath.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BundleError(f"{mpath} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
-        if not isinstance(manifest, dict):
-            raise BundleError(f"{mpath} is not a bundle manifest")
-        check_schema(manifest, mpath)
-        bundle = cls(root, manifest)
+        bundle = cls(root, *parse_manifest(raw, mpath))
         if verify:
             bundle.verify()
         return bundle
 
     def verify(self) -> None:
         """Check every file the manifest names: present, and with the recorded sha256."""
-        for rel, digest in self.manifest["files"].items():
+        for rel, digest in self.manifest.files.items():
             path = self.root / rel
             if not path.is_file():
                 raise BundleError(f"bundle {self.root}: {rel} is missing")
@@ -135,11 +114,11 @@ class Bundle:
 
     @property
     def classes(self) -> list[str]:
-        return list(self.manifest["classes"])
+        return list(self.manifest.classes)
 
     @property
     def ok_class(self) -> str:
-        return self.manifest["ok_class"]
+        return self.manifest.ok_class
 
     @property
     def ok_index(self) -> int:
@@ -147,63 +126,75 @@ class Bundle:
 
     @property
     def input(self) -> InputSpec:
-        return InputSpec.from_dict(self.manifest["input"])
+        return self.manifest.input
 
     @property
     def stages(self) -> list[StageSpec]:
-        return [StageSpec.from_dict(s) for s in self.manifest["stages"]]
+        return self.manifest.stages
 
     @property
-    def exit_policy(self) -> dict:
-        return dict(self.manifest["exit_policy"])
+    def exit_policy(self) -> ExitPolicySpec:
+        return self.manifest.exit_policy
 
     @property
     def version(self) -> str:
         """Model version: a short digest of the stage files, so two bundles of one model agree."""
-        return self.manifest.get("model_version", "unknown")
+        return self.manifest.model_version
 
     def path(self, rel: str) -> Path:
         return self.root / rel
 
+    # TRANSITIONAL (removed once every reader is typed): the raw dict of a section
     def section(self, name: str) -> dict:
-        """A package-owned section (``quantization``, ``calibration``, ``engines``, ...); {} if absent."""
-        return dict(self.manifest.get(name) or {})
+        return self.manifest.to_dict().get(name) or {}
+
+    def set_section(self, name: str, value: dict) -> None:
+        raw = self.manifest.to_dict()
+        raw[name] = value
+        self.manifest = Manifest.from_dict(raw)
 
     # ---------- writing ----------
     @classmethod
-    def create(cls, root: str | os.PathLike, manifest: dict[str, Any]) -> "Bundle":
+    def create(cls, root: str | os.PathLike, manifest: Manifest) -> "Bundle":
         """A new bundle object for a folder being written; call `save()` once its files exist."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
-        manifest = {"schema_version": SCHEMA_VERSION, "files": {}, **manifest}
         return cls(root, manifest)
 
     def add_file(self, rel: str) -> None:
         """Record `rel` (relative to the bundle root) and its sha256 in the manifest."""
-        self.manifest["files"][rel] = sha256_file(self.root / rel)
+        self.manifest.files[rel] = sha256_file(self.root / rel)
 
     def remove_file(self, rel: str) -> None:
-        self.manifest["files"].pop(rel, None)
-
-    def set_section(self, name: str, value: dict) -> None:
-        self.manifest[name] = value
+        self.manifest.files.pop(rel, None)
 
     def save(self) -> None:
-        check_schema(self.manifest, self.root / MANIFEST)
-        atomic_write_text(self.root / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=False) + "\n")
+        """Write the manifest (always in the current schema), atomically."""
+        where = self.root / MANIFEST
+        try:
+            self.manifest.check()
+        except ValueError as e:
+            raise BundleError(f"{where}: {e}") from None
+        self.manifest.schema_version = SCHEMA_VERSION
+        atomic_write_text(where, json.dumps(self.manifest.to_dict(), indent=2) + "\n")
+        self.schema_read = SCHEMA_VERSION
 
 
-def check_schema(manifest: dict, where: os.PathLike | str) -> None:
-    version = manifest.get("schema_version")
+def parse_manifest(raw, where: os.PathLike | str) -> tuple[Manifest, int]:
+    """(typed manifest, schema it was written in) from a manifest's JSON; BundleError (one line) if it is not
+    an edge-qwq manifest, is of a schema this edge-qwq cannot read, or is malformed."""
+    if not isinstance(raw, dict):
+        raise BundleError(f"{where} is not a bundle manifest")
+    version = raw.get("schema_version")
     if version is None:
         raise BundleError(f"{where}: no schema_version; this is not an edge-qwq bundle manifest")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION and version not in STEPS:
         newer = isinstance(version, int) and version > SCHEMA_VERSION
         hint = "upgrade edge-qwq on this machine" if newer else "re-export the bundle with this edge-qwq"
         raise BundleError(f"{where}: bundle schema {version} is not supported by this edge-qwq "
                           f"(schema {SCHEMA_VERSION}); {hint}")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise BundleError(f"{where}: manifest lacks {', '.join(missing)}")
-    if manifest["ok_class"] not in manifest["classes"]:
-        raise BundleError(f"{where}: ok_class {manifest['ok_class']!r} is not one of the classes")
+    try:
+        d, start = migrate(raw)
+        return Manifest.from_dict(d), start
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise BundleError(f"{where}: {e}") from None

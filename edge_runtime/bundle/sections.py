@@ -1,0 +1,276 @@
+"""The manifest's sections as typed records: the contract between the packages.
+
+Every section has one owner that writes it and named readers; the table below is the whole contract (the
+architecture page, docs/architecture.md, has it too). Units are in the field names: `_pct` is percent
+(0..100), `_fraction` is 0..1, `_bytes`, `_ms`; counts are plain integers.
+
+| section         | written by                          | read by                                              |
+|-----------------|-------------------------------------|------------------------------------------------------|
+| classes, input  | export                              | runtime (preprocess, labels), calib, bench, verify    |
+| stages          | export (+ `quantized` by calib)     | backends, estimate, engine build, calib, inspect     |
+| exit_policy     | export (+ `exit_fraction` by calib) | runtime (ExitPolicy), bench, calib, estimate         |
+| student         | export                              | calib (AWQ groups), inspect                          |
+| dynamic         | export                              | runtime (reuse window), inspect                      |
+| quantization    | calib                               | health monitor (agreement baseline), engine build    |
+|                 |                                     | (TensorRT version check), inspect                    |
+| calibration     | calib                               | health monitor (input and hidden references),        |
+|                 |                                     | engine verification (stored samples), inspect        |
+| engines         | engine_builder (on the device)      | TensorRT backend, engine build (reuse/rebuild)       |
+
+Each record has `from_dict` (which raises KeyError/TypeError/ValueError on a malformed section; the
+bundle turns that into one BundleError line) and `to_dict` (JSON-ready). Defaults live here once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _floats(values) -> list[float]:
+    return [float(v) for v in values]
+
+
+def _opt(d: dict, key: str, conv):
+    v = d.get(key)
+    return None if v is None else conv(v)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How the runtime turns a frame into the stage-0 tensor (B, 3, H, W) float32."""
+
+    height: int  # pixels
+    width: int  # pixels
+    mean: tuple[float, float, float]  # per channel, on [0, 1] pixels, RGB order
+    std: tuple[float, float, float]
+    layout: str = "NCHW"
+    color: str = "RGB"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputSpec":
+        h, w = d["size"]
+        mean, std = tuple(_floats(d["mean"])), tuple(_floats(d["std"]))
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError("mean and std need 3 values (R, G, B)")
+        return cls(int(h), int(w), mean, std, str(d.get("layout", "NCHW")), str(d.get("color", "RGB")))
+
+    def to_dict(self) -> dict:
+        return {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std),
+                "layout": self.layout, "color": self.color}
+
+
+@dataclass
+class StageSpec:
+    """Stage k: `input` in, `outputs` (hidden, logits) out. `quantized`: the .q.onnx file calib wrote."""
+
+    index: int
+    file: str
+    input: str  # "image" for stage 0, "hidden_in" after
+    flops: int = 0  # multiply-adds x 2, batch 1
+    quantized: str | None = None
+    outputs: list[str] = field(default_factory=lambda: ["hidden", "logits"])
+    blocks: list[int] | None = None  # [first, end) transformer blocks of the student in this stage
+    hidden_shape: list[int] | None = None  # (tokens, dim) of one frame's hidden state
+    max_abs_error_vs_torch: float | None = None  # export's check of the ONNX graph against torch
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StageSpec":
+        return cls(int(d["index"]), str(d["file"]), str(d["input"]), int(d.get("flops", 0)),
+                   _opt(d, "quantized", str), [str(o) for o in d.get("outputs", ["hidden", "logits"])],
+                   _opt(d, "blocks", lambda b: [int(i) for i in b]),
+                   _opt(d, "hidden_shape", lambda s: [int(i) for i in s]),
+                   _opt(d, "max_abs_error_vs_torch", float))
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "file": self.file, "input": self.input, "outputs": list(self.outputs),
+                "blocks": self.blocks, "hidden_shape": self.hidden_shape, "flops": self.flops,
+                "max_abs_error_vs_torch": self.max_abs_error_vs_torch, "quantized": self.quantized}
+
+
+@dataclass
+class ExitPolicySpec:
+    """Confidence to stop at each early exit, as a defect (`early_exit`) and as ok (`early_exit_ok`).
+
+    `default(n)` is the one place the defaults come from (edge_runtime.executor.default_thresholds)."""
+
+    early_exit: list[float]
+    early_exit_ok: list[float]
+    temperatures: list[float] | None = None  # per exit, fitted by distillation and folded into the heads
+    exit_fraction: list[float] | None = None  # measured share (0..1) of frames answered at each early exit
+
+    @classmethod
+    def default(cls, early_exits: int) -> "ExitPolicySpec":
+        from edge_runtime.executor import default_thresholds
+
+        defect, ok = default_thresholds(early_exits)
+        return cls(defect, ok)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExitPolicySpec":
+        return cls(_floats(d["early_exit"]), _floats(d["early_exit_ok"]), _opt(d, "temperatures", _floats),
+                   _opt(d, "exit_fraction", _floats))
+
+    def to_dict(self) -> dict:
+        return {"early_exit": list(self.early_exit), "early_exit_ok": list(self.early_exit_ok),
+                "temperatures": self.temperatures, "exit_fraction": self.exit_fraction}
+
+
+@dataclass
+class AwqGroup:
+    """Linear layers that read the output of one norm (torch module paths): they share AWQ's scale."""
+
+    norm: str
+    linears: list[str]
+
+    def to_dict(self) -> dict:
+        return {"norm": self.norm, "linears": list(self.linears)}
+
+
+@dataclass
+class StudentSpec:
+    """The student's shape, and its own description of itself for AWQ."""
+
+    dim: int
+    depth: int
+    heads: int
+    patch: int  # pixels per token side
+    exits: list[int]  # block index after which each exit head sits
+    awq_groups: list[AwqGroup] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudentSpec":
+        groups = [AwqGroup(str(g["norm"]), [str(n) for n in g["linears"]]) for g in d.get("awq_groups", [])]
+        return cls(int(d["dim"]), int(d["depth"]), int(d["heads"]), int(d["patch"]), [int(e) for e in d["exits"]],
+                   groups)
+
+    def to_dict(self) -> dict:
+        return {"dim": self.dim, "depth": self.depth, "heads": self.heads, "patch": self.patch,
+                "exits": list(self.exits), "awq_groups": [g.to_dict() for g in self.awq_groups]}
+
+
+@dataclass
+class DynamicSpec:
+    """The dynamic-inference settings the runtime takes when the user gives none."""
+
+    reuse_window: int = 0  # frames that may reuse a near-identical frame's decision (0: off)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DynamicSpec":
+        return cls(int(d.get("reuse_window", 0)))
+
+    def to_dict(self) -> dict:
+        return {"reuse_window": self.reuse_window}
+
+
+@dataclass
+class QuantizationSpec:
+    """What calib did to the stages, and what it measured (on `eval_images` labelled images)."""
+
+    mode: str  # "int8" | "int4" | "mixed"
+    trt_version: str  # the TensorRT the Q/DQ graphs were made for, "10.3": INT4 needs >= 10
+    calibration_method: str
+    plan: dict[str, dict[str, str]]  # "stage{k}" -> {layer node: "int8" | "int4" | "fp16"}
+    eval_images: int
+    fp32_accuracy_pct: float  # full depth
+    fp32_accuracy_early_exit_pct: float
+    accuracy_pct: float  # quantized, full depth
+    accuracy_early_exit_pct: float
+    fp32_agreement_pct: float  # early-exit decisions equal to FP32's: the health monitor's baseline
+    weight_bytes_fp32: int
+    weight_bytes_quantized: int
+    opset: int | None = None
+    report: str = "quant_report.json"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantizationSpec":
+        plan = {str(s): {str(k): str(v) for k, v in layers.items()} for s, layers in d["plan"].items()}
+        return cls(str(d["mode"]), str(d["trt_version"]), str(d["calibration_method"]), plan,
+                   int(d["eval_images"]), float(d["fp32_accuracy_pct"]), float(d["fp32_accuracy_early_exit_pct"]),
+                   float(d["accuracy_pct"]), float(d["accuracy_early_exit_pct"]), float(d["fp32_agreement_pct"]),
+                   int(d["weight_bytes_fp32"]), int(d["weight_bytes_quantized"]), _opt(d, "opset", int),
+                   str(d.get("report", "quant_report.json")))
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @property
+    def trt_min(self) -> tuple[int, int]:
+        major, _, minor = self.trt_version.partition(".")
+        return int(major), int(minor or 0)
+
+    @property
+    def has_int4(self) -> bool:
+        return any(p == "int4" for layers in self.plan.values() for p in layers.values())
+
+
+@dataclass
+class InputStat:
+    mean: float
+    std: float
+
+
+@dataclass
+class CalibrationSpec:
+    """The calibration set's statistics (the health monitor's references) and a few stored inputs."""
+
+    images: int
+    source: str
+    resized_images: int
+    input_stats: dict[str, InputStat]  # brightness, contrast (grey levels), sharpness (Laplacian variance)
+    hidden_range: list[tuple[float, float]]  # per stage: (min, max) of the FP32 hidden state
+    samples: str | None = None  # .npy in the bundle: (N, 3, H, W) float32 stage-0 inputs, preprocessed
+    samples_count: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CalibrationSpec":
+        stats = {str(k): InputStat(float(v["mean"]), float(v["std"])) for k, v in d.get("input_stats", {}).items()}
+        ranges = [(float(lo), float(hi)) for lo, hi in d.get("hidden_range", [])]
+        return cls(int(d.get("images", 0)), str(d.get("source", "")), int(d.get("resized_images", 0)), stats,
+                   ranges, _opt(d, "samples", str), int(d.get("samples_count", 0)))
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "source": self.source, "resized_images": self.resized_images,
+                "input_stats": {k: {"mean": s.mean, "std": s.std} for k, s in self.input_stats.items()},
+                "hidden_range": [[lo, hi] for lo, hi in self.hidden_range],
+                "samples": self.samples, "samples_count": self.samples_count}
+
+
+@dataclass
+class EngineStage:
+    file: str  # engines/<fingerprint>/stage{k}.engine
+    source: str  # the ONNX file it was built from
+    source_sha256: str | None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EngineEntry:
+    """TensorRT engines built on one device (fingerprint), and their verification against ONNX Runtime."""
+
+    precision: str  # "fp32" | "quantized"
+    stages: list[EngineStage]
+    active: bool = False  # verified: the runtime may load them
+    device: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # builder flags, optimisation profile
+    options: dict[str, Any] = field(default_factory=dict)
+    timing_cache: str | None = None
+    tolerances: dict[str, float] = field(default_factory=dict)
+    verification: dict[str, Any] = field(default_factory=dict)  # {"inputs", "stages", "failure"?}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EngineEntry":
+        stages = [EngineStage(str(s["file"]), str(s["source"]), s.get("source_sha256")) for s in d.get("stages", [])]
+        return cls(str(d["precision"]), stages, bool(d.get("active", False)), dict(d.get("device") or {}),
+                   dict(d.get("plan") or {}), dict(d.get("options") or {}), d.get("timing_cache"),
+                   dict(d.get("tolerances") or {}), dict(d.get("verification") or {}))
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "precision": self.precision, "plan": self.plan, "options": self.options,
+                "stages": [s.to_dict() for s in self.stages], "timing_cache": self.timing_cache,
+                "tolerances": self.tolerances, "verification": self.verification, "active": self.active}
+
+    @property
+    def failure(self) -> str | None:
+        return self.verification.get("failure")
