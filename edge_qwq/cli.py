@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export_cmd", "Export a student as staged ONNX graphs in a bundle."),
     "quantize": ("quantize", "Quantize a bundle's stages (INT8, AWQ INT4, mixed)."),
     "lint": ("lint", "Check a bundle against the TensorRT ONNX rules, without TensorRT."),
+    "inspect": ("inspect", "Show what a bundle holds, read through its typed manifest (no torch)."),
     "estimate": ("estimate", "Estimate per-stage latency on an Orin target (roofline)."),
     "build": ("build", "Chain the pipeline: teacher + data -> a device-ready bundle."),
     "bench": ("bench", "Accuracy, exit rates, FLOPs and latency of a bundle vs its teacher (JSON)."),

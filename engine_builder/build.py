@@ -58,7 +58,8 @@ def build_engines(bundle_path: str | os.PathLike, precision: str = "auto", optio
     bundle = Bundle.open(bundle_path)
     fp = fingerprint or detect()
     used, files = stage_files(bundle, precision)
-    check_trt_version(bundle, str(trt.__version__))
+    if used == "quantized":
+        check_trt_version(bundle, str(trt.__version__))
     engines = bundle.manifest.engines
     decision = decide(engines, fp.id, used, files, bundle.manifest.files, trt_available=True, force=force)
     if decision.action != "build":

@@ -10,9 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle import Bundle, EngineEntry
 from edge_runtime.fingerprint import DeviceFingerprint
-from edge_runtime.bundle import EngineEntry
 from engine_builder.build import build_engines, build_engines_or_explain
 from engine_builder.cache import decide
 from engine_builder.plan import BuildError, BuildOptions
