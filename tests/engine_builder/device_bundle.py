@@ -38,7 +38,7 @@ def _stage(k: int, rng) -> onnx.ModelProto:
 
 
 def make_onnx_bundle(root: Path) -> Path:
-    from edge_runtime.bundle import Bundle
+    from edge_runtime.bundle import Bundle, ExitPolicySpec, InputSpec, Manifest, StageSpec
     from edge_runtime.onnx_cost import graph_flops
 
     rng = np.random.default_rng(0)
@@ -47,13 +47,10 @@ def make_onnx_bundle(root: Path) -> Path:
     for k in range(3):
         rel = f"stages/stage{k}.onnx"
         onnx.save(_stage(k, rng), root / rel)
-        stages.append({"index": k, "file": rel, "input": "image" if k == 0 else "hidden_in",
-                       "outputs": ["hidden", "logits"], "flops": graph_flops(root / rel)})
-    b = Bundle.create(root, {"classes": CLASSES, "ok_class": "ok",
-                             "input": {"size": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3},
-                             "stages": stages, "exit_policy": {"early_exit": [0.85, 0.92],
-                                                               "early_exit_ok": [0.85, 0.92]}})
+        stages.append(StageSpec(k, rel, "image" if k == 0 else "hidden_in", graph_flops(root / rel)))
+    b = Bundle.create(root, Manifest(CLASSES, "ok", InputSpec(32, 32, (0.5,) * 3, (0.25,) * 3), stages,
+                                     ExitPolicySpec([0.85, 0.92], [0.85, 0.92])))
     for s in stages:
-        b.add_file(s["file"])
+        b.add_file(s.file)
     b.save()
     return root
