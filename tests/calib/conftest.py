@@ -1,5 +1,5 @@
-"""Calib fixtures: a small labelled calibration folder at the tiny bundle's 32 px, and one quantized copy
-of the tiny bundle shared by the read-only tests."""
+"""Calib fixtures: a small labelled calibration folder at the tiny bundle's 32 px, and quantized copies
+of the tiny bundle (mixed mode, int4 mode) shared by the read-only tests."""
 from __future__ import annotations
 
 import shutil
@@ -41,4 +41,16 @@ def quantized_bundle(tiny_bundle_template, calib_dir, tmp_path_factory):
     dst = tmp_path_factory.mktemp("qbundle") / "bundle"
     shutil.copytree(tiny_bundle_template, dst)
     report = quantize_bundle(dst, calib_dir, mode="mixed", max_drop=100.0)
+    return dst, report
+
+
+@pytest.fixture(scope="session")
+def int4_bundle(tiny_bundle_template, calib_dir, tmp_path_factory):
+    """(bundle path, report) for an int4-mode quantization: every INT4-eligible layer (2-D MatMul/Gemm
+    weight whose K a block divides) is INT4 whatever the data, so the INT4 storage can be checked."""
+    from calib import quantize_bundle
+
+    dst = tmp_path_factory.mktemp("q4bundle") / "bundle"
+    shutil.copytree(tiny_bundle_template, dst)
+    report = quantize_bundle(dst, calib_dir, mode="int4", max_drop=100.0)
     return dst, report

@@ -15,48 +15,130 @@ def test_writes_quantized_stages_that_the_runtime_runs(quantized_bundle):
     path, report = quantized_bundle
     b = Bundle.open(path)  # verifies every sha256, the new files included
     assert all(s.quantized == f"stages/stage{s.index}.q.onnx" for s in b.stages)
-    assert "quant_report.json" in b.manifest["files"]
+    assert "quant_report.json" in b.manifest.files
     backend = OnnxRuntimeBackend(b, precision="quantized")
     h, logits = backend.run_stage(0, np.zeros((2, 3, 32, 32), np.float32))
     assert logits.shape == (2, 4) and np.isfinite(logits).all()
     assert json.loads((path / "quant_report.json").read_text())["mode"] == "mixed"
 
 
-def test_plan_mixes_precisions_and_reports_each_layer(quantized_bundle):
-    _, report = quantized_bundle
-    precisions = [layer["precision"] for layer in report["layers"]]
-    assert set(precisions) == {"fp16", "int8", "int4"}
+def _eligible(path) -> set[tuple[int, str]]:
+    """(stage, layer) of every INT4-eligible layer of the FP32 stages: the pipeline's own rule (2-D
+    MatMul/Gemm weight whose K a block divides), a property of the model and not of any search."""
+    from calib.graph import find_layers
+    from calib.qdq import load_stage
+    from edge_runtime.bundle import Bundle
+
+    b = Bundle.open(path)
+    return {(s.index, layer.name) for s in b.stages for layer in find_layers(load_stage(b.path(s.file)))
+            if layer.int4_block}
+
+
+def _weight_source(m, name: str):
+    """(layer node, node making its weight input, initializer that node reads) in a quantized stage."""
+    node = next(n for n in m.graph.node if n.name == name)
+    src = next(n for n in m.graph.node if node.input[1] in n.output)
+    inits = {i.name: i for i in m.graph.initializer}
+    return node, src, [inits.get(i) for i in src.input]
+
+
+def _check_int4(m, row) -> None:
+    """The layer's weight is INT4, 2-D, read by a MatMul/Gemm through a blocked DequantizeLinear."""
+    node, dq, (q, scale, *_) = _weight_source(m, row["name"])
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in dq.attribute}
+    assert node.op_type in ("MatMul", "Gemm") and dq.op_type == "DequantizeLinear"
+    assert dq.name == f"{row['name']}/weight_dq_int4"
+    assert attrs["block_size"] == row["int4"]["block"] and attrs["block_size"] in (32, 64, 128)
+    assert q.data_type == onnx.TensorProto.INT4 and len(q.dims) == 2 and len(scale.dims) == 2
+    k = attrs.get("axis", 1)
+    assert scale.dims[k] == -(-q.dims[k] // attrs["block_size"]) and scale.dims[1 - k] == q.dims[1 - k]
+
+
+def _opset(m) -> int:
+    return max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def test_mixed_plan_follows_sensitivity_and_budget(quantized_bundle):
+    """What the plan promises whatever the sensitivities come out as (they move with library versions):
+    the most sensitive 10% FP16, INT4 only on eligible layers and, with a budget every plan meets
+    (max_drop 100), on every eligible layer not kept in FP16; the rest INT8."""
+    path, report = quantized_bundle
+    layers = report["layers"]
+    precisions = [layer["precision"] for layer in layers]
+    assert set(precisions) <= {"fp16", "int8", "int4"}
     assert precisions.count("fp16") == max(1, int(np.ceil(0.1 * len(precisions))))
-    fp16 = [layer["sensitivity"] for layer in report["layers"] if layer["precision"] == "fp16"]
-    rest = [layer["sensitivity"] for layer in report["layers"] if layer["precision"] != "fp16"]
+    fp16 = [layer["sensitivity"] for layer in layers if layer["precision"] == "fp16"]
+    rest = [layer["sensitivity"] for layer in layers if layer["precision"] != "fp16"]
     assert min(fp16) >= max(rest)  # the most sensitive ones are the FP16 ones
-    for layer in report["layers"]:
+    eligible = _eligible(path)
+    assert {(r["stage"], r["name"]) for r in layers if r["sensitivity_int4"] is not None} == eligible
+    assert report["max_drop"] == 100.0
+    assert {(r["stage"], r["name"]) for r in layers if r["precision"] == "int4"} == \
+        {(r["stage"], r["name"]) for r in layers if (r["stage"], r["name"]) in eligible and r["precision"] != "fp16"}
+    for layer in layers:
         if layer["precision"] == "int4":
             assert layer["op"] in ("MatMul", "Gemm")
             assert layer["int4"]["awq_error"] >= 0 and layer["int4"]["rtn_error"] > 0
+    assert report["int4_totals"]["layers"] == precisions.count("int4")
+    assert max(report["drop_points"].values()) <= report["max_drop"]
     assert report["calibration_method"] in report["calibration_methods"]
 
 
-def test_int4_stored_as_blocked_dequantize_at_opset_21(quantized_bundle):
-    path, _ = quantized_bundle
-    m = onnx.load(str(path / "stages/stage0.q.onnx"))
-    assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 21
-    dq4 = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.name.endswith("weight_dq_int4")]
-    assert dq4 and all(any(a.name == "block_size" and a.i in (32, 64, 128) for a in n.attribute) for n in dq4)
+def test_int4_stored_as_blocked_dequantize_at_opset_21(int4_bundle):
+    """--mode int4 makes every eligible layer INT4 (no search), so the storage is checked there."""
+    path, report = int4_bundle
+    assert report["opset"] == 21
+    eligible = _eligible(path)
+    assert eligible  # the tiny student's exit heads (Gemm, K = 32)
+    assert {(r["stage"], r["name"]) for r in report["layers"] if r["precision"] == "int4"} == eligible
+    assert {r["precision"] for r in report["layers"] if (r["stage"], r["name"]) not in eligible} == {"int8"}
+    for k in range(3):
+        m = onnx.load(str(path / f"stages/stage{k}.q.onnx"))
+        assert _opset(m) == 21
+        rows = [r for r in report["layers"] if r["stage"] == k and r["precision"] == "int4"]
+        for row in rows:
+            _check_int4(m, row)
+        dq4 = {n.name for n in m.graph.node if n.op_type == "DequantizeLinear" and n.name.endswith("weight_dq_int4")}
+        assert dq4 == {f"{r['name']}/weight_dq_int4" for r in rows}
+    assert max(report["drop_points"].values()) <= report["max_drop"]
+
+
+def test_mixed_stages_store_each_layer_as_the_plan_says(quantized_bundle):
+    """Each layer of the mixed plan, whichever precision it got: INT4 as blocked INT4 DequantizeLinear,
+    INT8 as an INT8 weight DequantizeLinear, FP16 as an FP16 weight Cast to float; opset 21 throughout."""
+    path, report = quantized_bundle
+    assert report["opset"] == 21
+    for k in range(3):
+        m = onnx.load(str(path / f"stages/stage{k}.q.onnx"))
+        assert _opset(m) == 21
+        rows = [r for r in report["layers"] if r["stage"] == k]
+        for row in (r for r in rows if r["params"]):  # the attention's activation x activation MatMuls have no weight
+            if row["precision"] == "int4":
+                _check_int4(m, row)
+                continue
+            _, src, (w, *_) = _weight_source(m, row["name"])
+            if row["precision"] == "int8":
+                assert src.op_type == "DequantizeLinear" and w.data_type == onnx.TensorProto.INT8
+            else:
+                assert src.op_type == "Cast" and w.data_type == onnx.TensorProto.FLOAT16
+        dq4 = {n.name for n in m.graph.node if n.op_type == "DequantizeLinear" and n.name.endswith("weight_dq_int4")}
+        assert dq4 == {f"{r['name']}/weight_dq_int4" for r in rows if r["precision"] == "int4"}
 
 
 def test_manifest_sections_for_the_health_monitor(quantized_bundle):
     from edge_runtime.bundle import Bundle
 
-    b = Bundle.open(quantized_bundle[0])
-    cal, quant = b.section("calibration"), b.section("quantization")
-    assert set(cal["input_stats"]) == {"brightness", "contrast", "sharpness"}
-    assert all(set(v) == {"mean", "std"} for v in cal["input_stats"].values())
-    assert [h["stage"] for h in cal["hidden"]] == [0, 1, 2]
-    assert all(h["min"] <= h["max"] and h["abs_p99_9"] > 0 for h in cal["hidden"])
-    assert cal["hidden_range"] == [[h["min"], h["max"]] for h in cal["hidden"]]
-    assert set(quant["plan"]) == {"stage0", "stage1", "stage2"}
-    assert 50.0 <= quant["fp32_agreement"] <= 100.0
+    path, report = quantized_bundle
+    b = Bundle.open(path)
+    cal, quant = b.manifest.calibration, b.manifest.quantization
+    assert set(cal.input_stats) == {"brightness", "contrast", "sharpness"}
+    assert all(np.isfinite([s.mean, s.std]).all() and s.std >= 0 for s in cal.input_stats.values())
+    assert len(cal.hidden_range) == 3 and all(lo <= hi for lo, hi in cal.hidden_range)
+    assert quant.plan == {f"stage{k}": {r["name"]: r["precision"] for r in report["layers"] if r["stage"] == k}
+                          for k in range(3)}
+    # the quantized stages' agreement with FP32 as measured (max_drop 100 bounds no value of it)
+    assert 0.0 <= quant.fp32_agreement_pct <= 100.0
+    assert quant.fp32_agreement_pct == report["quantized"]["fp32_agreement"]
     # and the device's health monitor takes its references from them
     from edge_runtime.health import HealthMonitor
     from edge_runtime.inference import DynamicInference
