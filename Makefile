@@ -1,18 +1,54 @@
-# `make demo` and `make test` set everything up on a fresh machine: .venv, torch (CPU build 2.13.0), the project.
+# `make demo` and `make test` set everything up on a fresh machine: .venv, torch (CPU build 2.13.0), then
+# every other package at the exact version of requirements/lock.txt, then the project itself (no deps).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
+LOCK   := requirements/lock.txt
+# pip-compile (pip-tools), itself pinned in requirements/tools.txt, runs from its own venv
+TOOLS  := requirements/tools.txt
+LOCKVENV ?= build/lock-venv
+PIP    := pip==26.3
+TORCH  := torch==2.13.0
 
-.PHONY: demo test test-fast bench system-deps lint clean
+.PHONY: demo test test-fast bench system-deps lint clean lock lock-tools
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PIP)
 	# the CPU build that lies on disk; a bare `torch` requirement would pull a CUDA build of several GB
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,tune,dev]"
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r $(LOCK)
+	# the project alone: its dependencies are all in the lock; setuptools too (no unpinned build env)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Refresh the lock: `make lock` resolves pyproject.toml with the extras train,tune,dev to today's newest
+# versions (pip-compile --upgrade); `make lock LOCK_UPGRADE=` keeps the current pins and only resolves what
+# a pyproject.toml change needs. torch comes from the CPU wheel pip's find-links offer (2.13.0+cpu) and
+# is written as torch==2.13.0; the lock must name no nvidia-*/CUDA/triton package, no file:// URL and no
+# --find-links/--index-url line (a fresh machine has only its own pip config).
+LOCK_UPGRADE ?= --upgrade
+$(LOCKVENV)/.installed: $(TOOLS)
+	python3 -m venv $(LOCKVENV)
+	$(LOCKVENV)/bin/python -m pip install -q $(PIP)
+	$(LOCKVENV)/bin/python -m pip install -q -r $(TOOLS)
+	touch $@
+
+lock: $(LOCKVENV)/.installed
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCKVENV)/bin/pip-compile -q $(LOCK_UPGRADE) \
+	  --extra train,tune,dev --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	  --output-file $(LOCK) pyproject.toml
+	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' $(LOCK)
+	grep -qx '$(TORCH)' $(LOCK) || { echo "lock: torch is not $(TORCH)"; exit 1; }
+	! grep -v '^ *#' $(LOCK) | grep -iE '^(nvidia|triton|cuda)|file:|^-' || { echo "lock: CUDA or local paths (above)"; exit 1; }
+
+# the lock tool's own pins (requirements/tools.in -> requirements/tools.txt)
+lock-tools: $(LOCKVENV)/.installed
+	CUSTOM_COMPILE_COMMAND="make lock-tools" $(LOCKVENV)/bin/pip-compile -q --upgrade --allow-unsafe \
+	  --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	  --output-file $(TOOLS) requirements/tools.in
 
 # ffmpeg (an MJPEG server for the stream tests) and systemd-analyze (unit verification) come from Debian.
 system-deps:
