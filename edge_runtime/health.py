@@ -7,13 +7,14 @@ On a sampled fraction of frames a background thread runs
   (d) saturation: how much of the FP32 hidden state lies outside its calibrated range;
 and on every frame (cheap, in the caller's thread)
   (c) confidence and exit-rate drift against the first decisions of the run (or the manifest's).
+Each check is a small class in `edge_runtime.health_checks`; this module samples, runs them and acts.
 
 Actions: an agreement drop of up to `rollback_points` (2) points, input drift or saturation raise the exit
 thresholds (`ExitPolicy.raised`: more frames go deeper); they return to normal when the cause clears. An
 agreement drop above 2 points asks for a rollback to the previous bundle (`on_rollback`, carried out by
 the service's loop). Every action is an event (`emit`).
 
-Manifest fields read (all optional; written by calib)::
+Manifest fields read (all optional; written by calib), each by one check's `from_bundle`::
 
     "calibration": {"input_stats": {"brightness": {"mean": m, "std": s}, "contrast": {...}, "sharpness": {...}},
                     "hidden_range": [[lo, hi], ...one per stage (FP32 hidden state over the calibration set)]}
@@ -26,17 +27,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.executor import simulate_exits
+from edge_runtime.health_checks import (
+    STATS, DecisionDriftCheck, Finding, InputDriftCheck, SaturationCheck, ShadowCheck)
 from edge_runtime.preprocess import normalize_rgb, to_rgb_resized
 
-STATS = ("brightness", "contrast", "sharpness")
-STAT_FLOOR = {"brightness": 2.0, "contrast": 2.0, "sharpness": 0.1}  # sharpness floor is relative
+__all__ = ["STATS", "HealthConfig", "HealthMonitor", "input_stats"]
 
 
 def input_stats(rgb: np.ndarray) -> dict[str, float]:
@@ -67,6 +67,8 @@ class HealthConfig:
 
 
 class HealthMonitor:
+    """Watches one model (a DynamicInference); the service makes a new monitor for each model it loads."""
+
     def __init__(self, model, config: HealthConfig | None = None,
                  emit: Callable[[str, dict], None] | None = None,
                  on_rollback: Callable[[str], None] | None = None):
@@ -77,68 +79,34 @@ class HealthMonitor:
         self.active: set[str] = set()  # causes currently raising the thresholds
         self.rollback_requested: str | None = None
         self._lock = threading.Lock()
-        self._init_shadow()
-        self._init_drift()
-        self._init_decisions()
+        self.shadow = ShadowCheck.from_bundle(model.bundle, model.precision, self.cfg)
+        self.input = InputDriftCheck.from_bundle(model.bundle, self.cfg)
+        self.saturation = SaturationCheck.from_bundle(model.bundle, self.cfg)
+        self.decisions = DecisionDriftCheck(self.cfg, model.num_stages - 1, emit=self.emit)
+        # observe(decision), every inferred frame in the caller's thread: the check's own method, no wrapper
+        self.observe: Callable[[object], None] = self.decisions.observe
         self._q: queue.Queue = queue.Queue(maxsize=self.cfg.queue_size)
         self._acc = 0.0
         self.sampled = self.skipped = 0
         self._thread = threading.Thread(target=self._work, name="health", daemon=True)
         self._thread.start()
 
-    # ---------------------------------------------------------------- setup
-    def _init_shadow(self) -> None:
-        from edge_runtime.backends import open_backend
+    # the references in use, and where they came from (calib's tests read these)
+    @property
+    def input_ref_source(self) -> str:
+        return self.input.source
 
-        self.reference = None
-        self.shadow_note = "FP32 stages in use: no quantization to check"
-        if self.model.precision == "quantized":
-            self.reference = open_backend("onnxruntime", self.model.bundle, precision="fp32")
-            self.shadow_note = "FP32 reference (onnxruntime) vs the quantized stages in use"
-        q = self.model.bundle.section("quantization")
-        base = float(q.get("fp32_agreement", 1.0))
-        self.baseline = base / 100 if base > 1 else base
-        self.agree: deque[bool] = deque(maxlen=self.cfg.window)
-        self.logit_err: deque[float] = deque(maxlen=self.cfg.window)
+    @property
+    def hidden_range(self) -> list[tuple[float, float]] | None:
+        return self.saturation.range
 
-    def _init_drift(self) -> None:
-        calib = self.model.bundle.section("calibration")
-        ref = calib.get("input_stats") or {}
-        self.input_ref = {k: (float(ref[k]["mean"]), float(ref[k]["std"])) for k in STATS if k in ref} or None
-        self.input_ref_source = "manifest calibration statistics" if self.input_ref else None
-        if self.input_ref is None:
-            self.input_ref_source = (f"first {self.cfg.ref_samples} sampled frames (the manifest has no "
-                                     "calibration statistics)" if self.cfg.ref_samples else
-                                     "skipped: the manifest has no calibration statistics")
-        self._ref_samples: list[dict] = []
-        self.input_window: deque[dict] = deque(maxlen=self.cfg.drift_window)
-        self.drifting: list[str] = []
-        ranges = calib.get("hidden_range")
-        self.hidden_range = [tuple(map(float, r)) for r in ranges] if ranges else None
-        self.hidden_range_source = "manifest" if ranges else f"first {self.cfg.ref_samples} sampled frames"
-        self._range_acc: list[list[float]] | None = None
-        self._range_n = 0
-        self.saturation: deque[float] = deque(maxlen=self.cfg.drift_window)
-
-    def _init_decisions(self) -> None:
-        n = self.cfg.decision_window
-        self.conf: deque[float] = deque(maxlen=n)
-        self.exits: deque[int] = deque(maxlen=n)
-        self._observed = 0  # decisions seen; the windows above stop growing once full
-        self.decision_ref: tuple[float, float] | None = None  # (mean confidence, early-exit rate)
-        self.decision_drift: list[str] = []
+    @property
+    def hidden_range_source(self) -> str:
+        return self.saturation.source
 
     # ---------------------------------------------------------------- caller's side
-    def observe(self, decision) -> None:
-        """Every inferred (not reused) decision: confidence and exit-rate drift, O(1)."""
-        self.conf.append(decision.confidence)
-        self.exits.append(decision.exit_index)
-        self._observed += 1
-        if self.decision_ref is None and len(self.conf) >= self.conf.maxlen:
-            self.decision_ref = self._decision_stats()
-        elif self.decision_ref is not None and self._observed % 50 == 0:
-            self._check_decisions()
-
+    # observe(decision), bound in __init__: every inferred (not reused) decision; confidence and exit-rate
+    # drift, O(1). submit(frame, decision): the sampled background checks.
     def submit(self, frame_bgr: np.ndarray, decision) -> None:
         """Offer an inferred frame; a `sample_rate` fraction goes to the background checks."""
         self._acc += self.cfg.sample_rate
@@ -174,84 +142,31 @@ class HealthMonitor:
 
     def _check(self, frame_bgr: np.ndarray, decision) -> None:
         spec = self.model.spec
-        rgb = to_rgb_resized(frame_bgr, spec)
-        x = normalize_rgb(rgb, spec)
-        primary = _run_all(self.model.backend, x)
-        ref = _run_all(self.reference, x) if self.reference is not None else primary
+        rgb = to_rgb_resized(frame_bgr, spec)  # (h, w, 3) uint8
+        x = normalize_rgb(rgb, spec)  # (1, 3, h, w) float32
+        primary = self.model.run_all_stages(x)
+        ref = self.shadow.reference_outputs(x) if self.shadow.active else primary
         with self._lock:
-            if self.reference is not None:
-                self._check_agreement(primary[0], ref[0])
-            self._check_input(input_stats(rgb))
-            self._check_saturation(ref[1])
+            if self.shadow.active:
+                self._act(self.shadow.update(primary[0], ref[0], self.model.policy, self.model.ok_index))
+            self._act(self.input.update(input_stats(rgb)))
+            self._act(self.saturation.update(ref[1]))
 
-    def _check_agreement(self, logits_q: list[np.ndarray], logits_r: list[np.ndarray]) -> None:
-        policy, ok = self.model.policy, self.model.ok_index
-        pq, eq = simulate_exits(logits_q, policy, ok)
-        pr, _ = simulate_exits(logits_r, policy, ok)
-        k = int(eq[0])
-        self.agree.append(bool(pq[0] == pr[0]))
-        self.logit_err.append(float(np.abs(logits_q[k] - logits_r[k]).max()))
-        n, drop = len(self.agree), self.agreement_drop()
-        if n >= self.cfg.min_samples or (n >= self.cfg.fast_samples and drop > self.cfg.fast_drop_points):
-            if drop > self.cfg.rollback_points:
-                self._request_rollback(f"decision agreement with the FP32 reference fell "
-                                       f"{drop:.1f} points (> {self.cfg.rollback_points:g}) over {n} samples")
-            elif n >= self.cfg.min_samples:
-                self._set_cause("agreement", drop > 0, {"drop_points": round(drop, 2), "samples": n})
-
-    def agreement_drop(self) -> float:
-        if not self.agree:
-            return 0.0
-        return max(0.0, (self.baseline - sum(self.agree) / len(self.agree)) * 100)
+    def _act(self, finding: Finding | None) -> None:
+        if finding is None:
+            return
+        if finding.rollback:
+            self._request_rollback(finding.rollback)
+        else:
+            self._set_cause(finding.cause, finding.on, finding.detail)
 
     def _request_rollback(self, reason: str) -> None:
         if self.rollback_requested:
             return
         self.rollback_requested = reason
-        self.emit("rollback_requested", {"reason": reason, "agreement": self.agreement(),
-                                         "logit_error": self.mean_logit_error()})
+        self.emit("rollback_requested", {"reason": reason, "agreement": self.shadow.agreement(),
+                                         "logit_error": self.shadow.mean_logit_error()})
         self.on_rollback(reason)
-
-    def _check_input(self, stats: dict[str, float]) -> None:
-        if self.input_ref is None:
-            if len(self._ref_samples) < self.cfg.ref_samples:
-                self._ref_samples.append(stats)
-                if len(self._ref_samples) == self.cfg.ref_samples:
-                    self.input_ref = {k: (float(np.mean([s[k] for s in self._ref_samples])),
-                                          float(np.std([s[k] for s in self._ref_samples]))) for k in STATS}
-            return
-        self.input_window.append(stats)
-        if len(self.input_window) < self.input_window.maxlen:
-            return
-        z = self.input_z()
-        self.drifting = [k for k, v in z.items() if v > self.cfg.drift_z]
-        self._set_cause("input_drift", bool(self.drifting),
-                        {"metrics": self.drifting, "z": {k: round(v, 2) for k, v in z.items()}})
-
-    def input_z(self) -> dict[str, float]:
-        if self.input_ref is None or not self.input_window:
-            return {}
-        z = {}
-        for k, (mean, std) in self.input_ref.items():
-            floor = STAT_FLOOR[k] * (abs(mean) if k == "sharpness" else 1.0)
-            now = float(np.mean([s[k] for s in self.input_window]))
-            z[k] = abs(now - mean) / max(std, floor, 1e-6)
-        return z
-
-    def _check_saturation(self, hidden: list[np.ndarray]) -> None:
-        if self.hidden_range is None:
-            acc = self._range_acc = self._range_acc or [[np.inf, -np.inf] for _ in hidden]
-            for r, h in zip(acc, hidden):
-                r[0], r[1] = min(r[0], float(h.min())), max(r[1], float(h.max()))
-            self._range_n += 1
-            if self._range_n >= max(1, self.cfg.ref_samples):
-                self.hidden_range = [tuple(r) for r in acc]
-            return
-        out = sum(int(((h < lo) | (h > hi)).sum()) for h, (lo, hi) in zip(hidden, self.hidden_range))
-        self.saturation.append(out / sum(h.size for h in hidden))
-        if len(self.saturation) == self.saturation.maxlen:
-            frac = float(np.mean(self.saturation))
-            self._set_cause("saturation", frac > self.cfg.saturation_limit, {"fraction": round(frac, 4)})
 
     def _set_cause(self, cause: str, on: bool, detail: dict) -> None:
         if on == (cause in self.active):
@@ -264,61 +179,40 @@ class HealthMonitor:
                   {"cause": cause, **detail, "early_exit": list(policy.thresholds),
                    "early_exit_ok": list(policy.ok_thresholds)})
 
-    # ---------------------------------------------------------------- decisions (c)
-    def _decision_stats(self) -> tuple[float, float]:
-        last = self.model.executor.num_stages - 1
-        return float(np.mean(self.conf)), float(np.mean([e < last for e in self.exits]))
-
-    def _check_decisions(self) -> None:
-        (c0, e0), (c1, e1) = self.decision_ref, self._decision_stats()
-        drift = [name for name, d, lim in (("confidence", c1 - c0, 0.1), ("early_exit_rate", e1 - e0, 0.2))
-                 if abs(d) > lim]
-        if drift != self.decision_drift:
-            self.decision_drift = drift
-            self.emit("decision_drift" if drift else "decision_drift_cleared",
-                      {"metrics": drift, "confidence": [round(c0, 3), round(c1, 3)],
-                       "early_exit_rate": [round(e0, 3), round(e1, 3)]})
-
     # ---------------------------------------------------------------- reporting
     def agreement(self) -> float | None:
-        return round(sum(self.agree) / len(self.agree), 4) if self.agree else None
+        return self.shadow.agreement()
+
+    def agreement_drop(self) -> float:
+        return self.shadow.drop()
 
     def mean_logit_error(self) -> float | None:
-        return round(float(np.mean(self.logit_err)), 5) if self.logit_err else None
+        return self.shadow.mean_logit_error()
 
     @property
     def state(self) -> str:
         if self.rollback_requested:
             return "rolling_back"
-        return "degraded" if self.active or self.decision_drift else "ok"
+        return "degraded" if self.active or self.decisions.drifting else "ok"
+
+    def gauges(self) -> tuple[str, float | None]:
+        """(state, agreement) for the live metrics: consistent with each other, cheap, any thread."""
+        with self._lock:
+            return self.state, self.shadow.agreement()
 
     def status(self) -> dict:
         with self._lock:
             policy = self.model.policy
             return {
                 "state": self.state, "sampled": self.sampled, "skipped_busy": self.skipped,
-                "shadow": {"check": self.shadow_note, "samples": len(self.agree), "agreement": self.agreement(),
-                           "baseline": self.baseline, "drop_points": round(self.agreement_drop(), 2),
-                           "logit_error": self.mean_logit_error()},
-                "input_drift": {"reference": self.input_ref_source, "drifting": self.drifting,
-                                "z": {k: round(v, 2) for k, v in self.input_z().items()}},
-                "decisions": {"reference": self.decision_ref, "drifting": self.decision_drift},
-                "saturation": {"reference": self.hidden_range_source,
-                               "fraction": round(float(np.mean(self.saturation)), 4) if self.saturation else None},
+                "shadow": self.shadow.status(),
+                "input_drift": self.input.status(),
+                "decisions": self.decisions.status(),
+                "saturation": self.saturation.status(),
                 "raised_by": sorted(self.active),
                 "early_exit": list(policy.thresholds), "early_exit_ok": list(policy.ok_thresholds),
                 "rollback_requested": self.rollback_requested,
             }
-
-
-def _run_all(backend, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Every exit's logits and every stage's hidden state (host arrays) for x (1, 3, H, W)."""
-    h, logits, hidden = x, [], []
-    for k in range(backend.num_stages):
-        h, lg = backend.run_stage(k, h)
-        logits.append(lg)
-        hidden.append(backend.hidden_to_host(h))
-    return logits, hidden
 
 
 def _join_with_timeout(q: queue.Queue, timeout: float) -> None:

@@ -4,6 +4,9 @@
     >>> d = model.infer(cv2.imread("part.png"))                                         # doctest: +SKIP
     >>> d.label, d.confidence, d.exit_index, d.latency_ms                               # doctest: +SKIP
     ('scratch', 0.97, 0, 1.9)
+
+For callers that preprocess elsewhere (the service does it in the source's decode thread):
+`infer_tensor(x, prep_ms)`; for checks that need every exit and hidden state: `run_all_stages(x)`.
 """
 from __future__ import annotations
 
@@ -66,11 +69,8 @@ class DynamicInference:
         self.backend = open_backend(config.backend, self.bundle, precision=self.precision,
                                     **({"threads": config.threads} if config.backend == "onnxruntime" else {}),
                                     **config.backend_options)
-        policy = self.bundle.exit_policy
-        self.policy = ExitPolicy.build(self.backend.num_stages - 1,
-                                       config.early_exit if config.early_exit is not None else policy.get("early_exit"),
-                                       config.early_exit_ok if config.early_exit_ok is not None
-                                       else policy.get("early_exit_ok"))
+        self.policy = ExitPolicy.from_spec(self.bundle.exit_policy, self.backend.num_stages - 1,
+                                           config.early_exit, config.early_exit_ok)
         self.executor = EarlyExitExecutor(self.backend, self.policy, self.ok_index)
 
     def _resolve_precision(self, precision: str) -> str:
@@ -81,6 +81,11 @@ class DynamicInference:
             raise EdgeError(f"precision must be fp32, quantized or auto, not {precision!r}")
         return precision
 
+    @property
+    def num_stages(self) -> int:
+        """Stages (= exits) of the model; the last one always answers."""
+        return self.executor.num_stages
+
     def set_policy(self, policy: ExitPolicy) -> None:
         self.policy = self.executor.policy = policy
 
@@ -90,8 +95,27 @@ class DynamicInference:
             image = read_image(image)
         t0 = time.perf_counter()
         x = preprocess(image, self.spec)  # (1, 3, H, W)
+        return self.infer_tensor(x, (time.perf_counter() - t0) * 1e3, max_stage)
+
+    def infer_tensor(self, x: np.ndarray, prep_ms: float = 0.0, max_stage: int | None = None) -> Decision:
+        """One preprocessed frame x (1, 3, H, W) float32 -> Decision; latency_ms = prep_ms + the stages."""
+        t0 = time.perf_counter()
         r = self.executor.run(x, max_stage=max_stage)
-        latency = (time.perf_counter() - t0) * 1e3
-        label = self.classes[r.label_index]
-        return Decision(label, r.confidence, r.exit_index, r.label_index != self.ok_index,
+        latency = prep_ms + (time.perf_counter() - t0) * 1e3
+        return Decision(self.classes[r.label_index], r.confidence, r.exit_index, r.label_index != self.ok_index,
                         latency, r.stage_ms, self.bundle.version)
+
+    def run_all_stages(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Every exit's logits [(1, classes)] and every stage's hidden state (on the host) for x (1, 3, H, W),
+        on the stages in use, whatever the exit policy (the health monitor's checks)."""
+        return stage_outputs(self.backend, x)
+
+
+def stage_outputs(backend, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every exit's logits and every stage's hidden state (host arrays) of a StageBackend for x (1, 3, H, W)."""
+    h, logits, hidden = x, [], []
+    for k in range(backend.num_stages):
+        h, lg = backend.run_stage(k, h)
+        logits.append(lg)
+        hidden.append(backend.hidden_to_host(h))
+    return logits, hidden

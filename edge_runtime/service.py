@@ -3,15 +3,18 @@
     >>> Service(ServiceConfig(bundle="/var/lib/edge-qwq", source="csi://0", store="decisions.db",
     ...                       http="0.0.0.0:8080")).run()           # doctest: +SKIP
 
+This module wires the parts and runs the frame loop; each part has a room of its own: `active_model`
+(load, switch, roll back, fall back; the current model's HealthMonitor), `metrics` (Prometheus, live
+gauges), `sinks` (where decisions go without --store; `store` with it), `http_api`, `sources`, `reuse`.
+
 Start-up checks everything a user can get wrong before the first frame (bundle, port, evidence disk, store,
 source), each a one-line EdgeError, closing what was already opened. READY=1 goes to systemd once frames can
 flow; WATCHDOG=1 from the loop itself, so a hung loop gets restarted. SIGTERM (or SIGINT) stops the loop,
 commits the pending decisions and closes the store. A rollback requested by the health monitor is carried
-out here, between two frames: `installer.rollback` when --bundle is an install root, else the FP32 stages.
+out by the loop, between two frames (`ActiveModel.rollback_now`).
 """
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -24,10 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import installer
-from edge_runtime.errors import BackendUnavailable, EdgeError
+from edge_runtime.active_model import ActiveModel
 from edge_runtime.health import HealthConfig, HealthMonitor
+from edge_runtime.inference import Decision, DynamicInference, InferenceConfig
+from edge_runtime.metrics import Live, Metrics
 from edge_runtime.notify import Notifier
 from edge_runtime.reuse import FrameReuse
+from edge_runtime.sinks import Sink, StdoutSink
 from edge_runtime.sources import EndOfStream, Frame
 
 
@@ -54,80 +60,16 @@ class ServiceConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
 
 
-class Metrics:
-    """Prometheus metrics in a registry of their own (several services may live in one test process)."""
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        r = self.registry = CollectorRegistry()
-        self.frames = Counter("edgeqwq_frames", "Frames decided", ["reused"], registry=r)
-        self.exits = Counter("edgeqwq_exits", "Inferred frames by the exit taken", ["exit"], registry=r)
-        self.defects = Counter("edgeqwq_defects", "Frames decided as a defect", registry=r)
-        self.latency = Histogram("edgeqwq_latency_seconds", "Per-frame decision latency", registry=r,
-                                 buckets=(.001, .002, .005, .01, .015, .02, .03, .05, .1, .25, 1.0))
-        self.dropped = Counter("edgeqwq_dropped_frames", "Frames not decided", ["reason"], registry=r)
-        self.reconnects = Counter("edgeqwq_source_reconnects", "Stream reopenings after a loss", registry=r)
-        self.stored = Counter("edgeqwq_stored_decisions", "Decisions committed to the store", registry=r)
-        self.events = Counter("edgeqwq_events", "Service events", ["kind"], registry=r)
-        self.agreement = Gauge("edgeqwq_shadow_agreement", "Decision agreement with FP32 (window)", registry=r)
-        self.healthy = Gauge("edgeqwq_health_ok", "1 when the health monitor reports ok", registry=r)
-        self.fps = Gauge("edgeqwq_fps", "Decided frames per second (recent)", registry=r)
-        self._seen = {"stale": 0, "corrupt": 0, "reconnects": 0}
-        self._children: dict = {}
-
-    def child(self, metric, label: str):
-        """metric.labels(label), looked up once (labels() takes a lock and builds a key: per-frame cost)."""
-        key = (metric._name, label)
-        if key not in self._children:
-            self._children[key] = metric.labels(label)
-        return self._children[key]
-
-    def sync_source(self, stats) -> None:
-        for key, now, counter in (("stale", stats.stale_dropped, self.child(self.dropped, "stale")),
-                                  ("corrupt", stats.corrupt, self.child(self.dropped, "corrupt")),
-                                  ("reconnects", stats.reconnects, self.reconnects)):
-            if now > self._seen[key]:
-                counter.inc(now - self._seen[key])
-                self._seen[key] = now
-
-
-class StdoutSink:
-    """No --store: each decision is printed as a JSON line at once (nothing is kept)."""
-
-    stored = last_id = 0
-
-    def __init__(self, out=None):
-        self.out = out or sys.stdout
-
-    def add(self, row: dict) -> dict:
-        self.out.write(json.dumps(row) + "\n")
-        self.out.flush()
-        return row
-
-    def maybe_commit(self, now=None) -> list[dict]:
-        return []
-
-    flush = maybe_commit
-
-    def event(self, kind: str, detail: dict, when=None) -> None:
-        print(f"edge-qwq: event {kind}: {json.dumps(detail)}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.out.flush()
-
-
 class Service:
     def __init__(self, config: ServiceConfig):
         self.cfg = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(live=self.live)
         self.registry = self.metrics.registry
         self.notifier = Notifier()
         self.reuse = FrameReuse(config.reuse_window)
         self.events: deque[dict] = deque(maxlen=50)
         self._pending_events: deque[dict] = deque()
         self._stop = threading.Event()
-        self._rollback_reason: str | None = None
         self._latest: tuple[np.ndarray, object] | None = None
         self._latency: deque[float] = deque(maxlen=1000)
         self._times: deque[float] = deque(maxlen=300)
@@ -135,8 +77,25 @@ class Service:
         self.frames = self.inferred = 0
         self.started = time.time()
         self._beat = time.monotonic()
-        self.model = self.health = self.source = self.store = self.evidence = self.http = None
-        self.bundle_dir, self.install_root = installer.resolve(config.bundle)
+        # the model in use and its monitor: set by the ActiveModel at every load (_switched), read per frame
+        self.model: DynamicInference | None = None
+        self.health: HealthMonitor | None = None
+        self.source = self.store = self.evidence = self.http = None
+        bundle_dir, install_root = installer.resolve(config.bundle)
+        inference = InferenceConfig(backend=config.backend, precision=config.precision,
+                                    early_exit=config.early_exit, early_exit_ok=config.early_exit_ok,
+                                    reuse_window=config.reuse_window, threads=config.threads)
+        self.active = ActiveModel(bundle_dir, install_root, inference,
+                                  replace(config.health, sample_rate=config.shadow_rate),
+                                  event=self._event, health_event=self._event_threadsafe, on_switch=self._switched)
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.active.bundle_dir
+
+    @property
+    def install_root(self) -> Path | None:
+        return self.active.install_root
 
     # ---------------------------------------------------------------- start and stop
     def run(self) -> int:
@@ -160,8 +119,8 @@ class Service:
                 signal.signal(sig, lambda *_: self._stop.set())
 
     def _start(self, stack: ExitStack) -> None:
-        self._load_model(self.bundle_dir, self.cfg.precision)  # BundleError: not a bundle
-        stack.callback(lambda: self.health and self.health.close())
+        self.active.load(self.active.bundle_dir, self.cfg.precision)  # BundleError: not a bundle
+        stack.callback(self.active.close)
         if self.cfg.http:
             from edge_runtime.http_api import HttpApi
 
@@ -183,27 +142,17 @@ class Service:
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.cfg.source})
 
-    def _open_store(self):
+    def _open_store(self) -> Sink:
         if not self.cfg.store:
             return StdoutSink()
         from edge_runtime.store import DecisionStore
 
         return DecisionStore(self.cfg.store, jsonl=self.cfg.jsonl)
 
-    def _load_model(self, bundle_dir: Path, precision: str, backend: str | None = None) -> None:
-        from edge_runtime.inference import DynamicInference, InferenceConfig
-
-        if self.health is not None:
-            self.health.close()
-        cfg = InferenceConfig(backend=backend or self.cfg.backend, precision=precision, early_exit=self.cfg.early_exit,
-                              early_exit_ok=self.cfg.early_exit_ok, reuse_window=self.cfg.reuse_window,
-                              threads=self.cfg.threads)
-        self.model = DynamicInference(bundle_dir, cfg)
-        self.bundle_dir = bundle_dir
+    def _switched(self, model: DynamicInference, health: HealthMonitor) -> None:
+        """A model was loaded (start, rollback, fallback): decide with it from the next frame on."""
+        self.model, self.health = model, health
         self.reuse.reset()
-        hcfg = replace(self.cfg.health, sample_rate=self.cfg.shadow_rate)
-        self.health = HealthMonitor(self.model, hcfg, emit=self._event_threadsafe,
-                                    on_rollback=self._request_rollback)
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         """Preprocessing, run in the source's decode thread (overlaps inference)."""
@@ -211,17 +160,12 @@ class Service:
 
         return preprocess(image, self.model.spec)
 
-    def _infer(self, frame: Frame):
-        """DynamicInference.infer on a frame whose tensor the decode thread already prepared."""
-        if frame.tensor is None or frame.tensor.shape[2:] != (self.model.spec.height, self.model.spec.width):
-            return self.model.infer(frame.image)
-        from edge_runtime.inference import Decision
-
-        m, t0 = self.model, time.perf_counter()
-        r = m.executor.run(frame.tensor)
-        latency = frame.prep_ms + (time.perf_counter() - t0) * 1e3
-        return Decision(m.classes[r.label_index], r.confidence, r.exit_index,
-                        r.label_index != m.ok_index, latency, r.stage_ms, m.bundle.version)
+    def _infer(self, frame: Frame) -> Decision:
+        """The model on a frame whose tensor the decode thread already prepared (else on its image)."""
+        m = self.model
+        if frame.tensor is None or frame.tensor.shape[2:] != (m.spec.height, m.spec.width):
+            return m.infer(frame.image)
+        return m.infer_tensor(frame.tensor, frame.prep_ms)
 
     # ---------------------------------------------------------------- the loop
     def _loop(self) -> None:
@@ -263,7 +207,7 @@ class Service:
         if d.is_defect:
             self.metrics.defects.inc()
 
-    def _save_evidence(self, frame: Frame, d) -> str | None:
+    def _save_evidence(self, frame: Frame, d: Decision) -> str | None:
         if self.evidence is None:
             return None
         was_paused = self.evidence.paused_reason
@@ -283,58 +227,24 @@ class Service:
         if done:
             self.metrics.stored.inc(len(done))
         self.metrics.sync_source(self.source.stats)
-        if self._rollback_reason:
-            self._rollback(self._rollback_reason)
+        if self.active.rollback_reason:
+            self.active.rollback_now()
 
-    # ---------------------------------------------------------------- health actions
+    # ---------------------------------------------------------------- events
     def _event_threadsafe(self, kind: str, detail: dict) -> None:
+        """An event from any thread (the health monitor's): stored by the loop at its next tick."""
         e = {"time": time.time(), "kind": kind, "detail": detail}
         self.events.append(e)
         self._pending_events.append(e)
         self.metrics.events.labels(kind).inc()
 
     def _event(self, kind: str, detail: dict) -> None:
+        """An event from the loop's thread (or before it runs): stored at once."""
         self._event_threadsafe(kind, detail)
         if self.store is not None:
             while self._pending_events:
                 e = self._pending_events.popleft()
                 self.store.event(e["kind"], e["detail"], e["time"])
-
-    def _request_rollback(self, reason: str) -> None:
-        self._rollback_reason = reason  # carried out by the loop, between two frames
-
-    def _rollback(self, reason: str) -> None:
-        self._rollback_reason = None
-        old = str(self.bundle_dir)
-        if self.install_root is not None:
-            try:
-                bad, good = installer.rollback(self.install_root, reason)
-            except EdgeError as e:
-                self._event("rollback_failed", {"reason": reason, "error": str(e)})
-                return self._fallback_fp32(reason)
-            self._load_model_or_cpu(good, self.cfg.precision)
-            self._event("rollback", {"from": str(bad), "to": str(good), "reason": reason,
-                                     "model_version": self.model.bundle.version,
-                                     "precision": self.model.precision})
-        else:
-            self._fallback_fp32(reason, old)
-
-    def _load_model_or_cpu(self, bundle_dir: Path, precision: str) -> None:
-        """Switching bundles while running: if the backend cannot run it (no TensorRT engines built for
-        this bundle on this device yet), keep deciding on ONNX Runtime rather than stop, and say so."""
-        try:
-            self._load_model(bundle_dir, precision)
-        except BackendUnavailable as e:
-            self._load_model(bundle_dir, precision, backend="onnxruntime")
-            self._event("backend_fallback", {"bundle": str(bundle_dir), "backend": "onnxruntime", "reason": str(e)})
-
-    def _fallback_fp32(self, reason: str, old: str | None = None) -> None:
-        if self.model.precision != "quantized":
-            self._event("rollback_unavailable", {"reason": reason, "bundle": str(self.bundle_dir)})
-            return
-        self._load_model_or_cpu(self.bundle_dir, "fp32")
-        self._event("fallback_fp32", {"reason": reason, "bundle": old or str(self.bundle_dir),
-                                      "note": "no previous bundle installed: running the FP32 stages"})
 
     # ---------------------------------------------------------------- what HTTP reads
     def healthz(self) -> tuple[bool, str]:
@@ -365,13 +275,15 @@ class Service:
         t = list(self._times)
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
 
+    def live(self) -> Live:
+        """The live gauges' values, read by /metrics at scrape time (any thread)."""
+        health = self.health
+        state, agreement = health.gauges() if health is not None else (None, None)
+        return Live(fps=self.fps(), healthy=state == "ok", agreement=agreement)
+
     def status(self) -> dict:
         lat = np.asarray(self._latency) if self._latency else None
         health = self.health.status() if self.health else {}
-        self.metrics.fps.set(self.fps())
-        self.metrics.healthy.set(1 if health.get("state") == "ok" else 0)
-        if health.get("shadow", {}).get("agreement") is not None:
-            self.metrics.agreement.set(health["shadow"]["agreement"])
         stats = self.source.stats.to_dict() if self.source else {}
         return {
             "model_version": self.model.bundle.version if self.model else None,

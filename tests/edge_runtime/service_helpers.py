@@ -154,9 +154,9 @@ def add_quantized_stages(bundle_dir: Path, damage: float = 0.0, seed: int = 0) -
 
     b = Bundle.open(bundle_dir)
     rng = np.random.default_rng(seed)
-    for st in b.manifest["stages"]:
-        qrel = st["file"].replace(".onnx", ".q.onnx")
-        model = onnx.load(str(bundle_dir / st["file"]))
+    for st in b.stages:
+        qrel = st.file.replace(".onnx", ".q.onnx")
+        model = onnx.load(str(bundle_dir / st.file))
         if damage:
             for init in model.graph.initializer:
                 w = numpy_helper.to_array(init)
@@ -164,6 +164,6 @@ def add_quantized_stages(bundle_dir: Path, damage: float = 0.0, seed: int = 0) -
                     noisy = w * (1 + damage * rng.standard_normal(w.shape)).astype(np.float32)
                     init.CopyFrom(numpy_helper.from_array(noisy, init.name))
         onnx.save(model, str(bundle_dir / qrel))
-        st["quantized"] = qrel
+        st.quantized = qrel
         b.add_file(qrel)
     b.save()

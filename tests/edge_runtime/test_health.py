@@ -69,7 +69,7 @@ def test_drifted_input_raises_thresholds_not_rollback(tiny_bundle, tmp_path):
     h = svc.status()["health"]
     assert "input_drift" in h["raised_by"] and "brightness" in h["input_drift"]["drifting"]
     assert h["input_drift"]["reference"] == "manifest calibration statistics"
-    base = Bundle.open(tiny_bundle).exit_policy["early_exit"]
+    base = Bundle.open(tiny_bundle).exit_policy.early_exit
     assert all(r > b0 for r, b0 in zip(h["early_exit"], base))
     assert h["shadow"]["agreement"] == 1.0
 

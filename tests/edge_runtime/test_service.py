@@ -173,9 +173,9 @@ def test_bundle_switch_the_backend_cannot_run_keeps_deciding_on_onnxruntime(tiny
     svc = Service(ServiceConfig(bundle=str(tiny_bundle), source=str(tiny_bundle), backend="tensorrt",
                                 handle_signals=False))
     try:
-        svc._load_model_or_cpu(tiny_bundle, "fp32")
+        svc.active.load_or_cpu(tiny_bundle, "fp32")
         assert svc.model.backend.name == "onnxruntime"
         assert [e["kind"] for e in svc.events] == ["backend_fallback"]
         assert svc.events[0]["detail"]["backend"] == "onnxruntime"
     finally:
-        svc.health.close()
+        svc.active.close()
