@@ -14,11 +14,11 @@ thresholds (`ExitPolicy.raised`: more frames go deeper); they return to normal w
 agreement drop above 2 points asks for a rollback to the previous bundle (`on_rollback`, carried out by
 the service's loop). Every action is an event (`emit`).
 
-Manifest fields read (all optional; written by calib), each by one check's `from_bundle`::
+Manifest sections read (optional; written by calib), each field by one check's `from_bundle`:
 
-    "calibration": {"input_stats": {"brightness": {"mean": m, "std": s}, "contrast": {...}, "sharpness": {...}},
-                    "hidden_range": [[lo, hi], ...one per stage (FP32 hidden state over the calibration set)]}
-    "quantization": {"fp32_agreement": 0.99}   # decision agreement measured at calibration (else 1.0)
+    calibration.input_stats     brightness / contrast / sharpness (mean, std) over the calibration images
+    calibration.hidden_range    (lo, hi) per stage of the FP32 hidden state over the calibration images
+    quantization.fp32_agreement_pct   early-exit decisions equal to FP32's at calibration, % (else 100)
 
 The statistics are those of `input_stats`, on the frame resized to the model input (as the model sees it).
 Without them the reference is taken from the first `ref_samples` sampled frames, and /status says so.

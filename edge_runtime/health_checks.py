@@ -54,10 +54,10 @@ class ShadowCheck:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, precision: str, cfg: HealthConfig) -> ShadowCheck:
-        """Manifest: "quantization": {"fp32_agreement": 0.99 (or 99.0)}, measured at calibration (else 1.0)."""
-        q = bundle.section("quantization")
-        base = float(q.get("fp32_agreement", 1.0))
-        baseline = base / 100 if base > 1 else base
+        """Manifest (calib): quantization.fp32_agreement_pct, the share of early-exit decisions equal to FP32's
+        measured at calibration, in percent; without it, 100 %. `baseline` is that share as a fraction."""
+        q = bundle.manifest.quantization
+        baseline = (q.fp32_agreement_pct if q is not None else 100.0) / 100.0
         if precision != "quantized":
             return cls(cfg, baseline=baseline)
         from edge_runtime.backends import open_backend
@@ -125,9 +125,10 @@ class InputDriftCheck:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, cfg: HealthConfig) -> InputDriftCheck:
-        """Manifest: "calibration": {"input_stats": {"brightness": {"mean": m, "std": s}, "contrast": ...}}."""
-        ref = bundle.section("calibration").get("input_stats") or {}
-        return cls(cfg, {k: (float(ref[k]["mean"]), float(ref[k]["std"])) for k in STATS if k in ref})
+        """Manifest (calib): calibration.input_stats, {"brightness": InputStat(mean, std), "contrast", ...}."""
+        cal = bundle.manifest.calibration
+        ref = cal.input_stats if cal is not None else {}
+        return cls(cfg, {k: (ref[k].mean, ref[k].std) for k in STATS if k in ref})
 
     def update(self, stats: dict[str, float]) -> Finding | None:
         if self.ref is None:
@@ -174,9 +175,9 @@ class SaturationCheck:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, cfg: HealthConfig) -> SaturationCheck:
-        """Manifest: "calibration": {"hidden_range": [[lo, hi], ...one per stage]}."""
-        ranges = bundle.section("calibration").get("hidden_range")
-        return cls(cfg, [tuple(map(float, r)) for r in ranges] if ranges else None)
+        """Manifest (calib): calibration.hidden_range, [(lo, hi), ...one per stage] of the FP32 hidden state."""
+        cal = bundle.manifest.calibration
+        return cls(cfg, list(cal.hidden_range) if cal is not None and cal.hidden_range else None)
 
     def update(self, hidden: list[np.ndarray]) -> Finding | None:
         if self.range is None:

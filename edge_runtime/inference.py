@@ -32,7 +32,7 @@ class InferenceConfig:
     precision: str = "auto"  # "fp32", "quantized", or "auto" (quantized when the bundle has it)
     early_exit: list[float] | None = None  # confidence to exit early with a defect, per early exit
     early_exit_ok: list[float] | None = None  # confidence to exit early with "ok" (stricter)
-    reuse_window: int | None = None  # frames a near-identical frame may reuse a decision (service)
+    reuse_window: int | None = None  # frames a near-identical frame may reuse a decision (service); None: bundle's
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = its default
     backend_options: dict = field(default_factory=dict)
 
@@ -72,6 +72,13 @@ class DynamicInference:
         self.policy = ExitPolicy.from_spec(self.bundle.exit_policy, self.backend.num_stages - 1,
                                            config.early_exit, config.early_exit_ok)
         self.executor = EarlyExitExecutor(self.backend, self.policy, self.ok_index)
+
+    @property
+    def reuse_window(self) -> int:
+        """Frames that may reuse a near-identical frame's decision: the config's, else the bundle's
+        (manifest dynamic.reuse_window)."""
+        own = self.config.reuse_window
+        return int(own) if own is not None else self.bundle.manifest.dynamic.reuse_window
 
     def _resolve_precision(self, precision: str) -> str:
         has_q = all(s.quantized for s in self.bundle.stages)

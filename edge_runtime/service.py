@@ -46,7 +46,7 @@ class ServiceConfig:
     http: str | None = None
     evidence: str | None = None
     evidence_budget_mb: float = 1024.0
-    reuse_window: int = 0
+    reuse_window: int | None = None  # None: the bundle's (manifest dynamic.reuse_window)
     shadow_rate: float = 0.05
     backend: str = "onnxruntime"
     precision: str = "auto"
@@ -66,7 +66,7 @@ class Service:
         self.metrics = Metrics(live=self.live)
         self.registry = self.metrics.registry
         self.notifier = Notifier()
-        self.reuse = FrameReuse(config.reuse_window)
+        self.reuse = FrameReuse(0)  # its window is the model's, set at every load (_switched)
         self.events: deque[dict] = deque(maxlen=50)
         self._pending_events: deque[dict] = deque()
         self._stop = threading.Event()
@@ -152,6 +152,7 @@ class Service:
     def _switched(self, model: DynamicInference, health: HealthMonitor) -> None:
         """A model was loaded (start, rollback, fallback): decide with it from the next frame on."""
         self.model, self.health = model, health
+        self.reuse.window = model.reuse_window
         self.reuse.reset()
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:

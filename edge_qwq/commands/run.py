@@ -25,8 +25,9 @@ import click
 @click.option("--evidence", default=None, type=click.Path(file_okay=False), help="Folder for defect JPEGs.")
 @click.option("--evidence-budget-mb", default=1024.0, show_default=True, type=float,
               help="Disk budget for evidence; the oldest evidence is deleted first.")
-@click.option("--reuse-window", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Frames that may reuse the last decision when nearly identical (0: off).")
+@click.option("--reuse-window", default=None, type=click.IntRange(min=0),
+              help="Frames that may reuse the last decision when nearly identical (0: off). "
+                   "Default: the bundle's (manifest dynamic.reuse_window).")
 @click.option("--shadow-rate", default=0.05, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Fraction of frames checked against the FP32 reference in the background.")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=float,

@@ -144,15 +144,6 @@ class Bundle:
     def path(self, rel: str) -> Path:
         return self.root / rel
 
-    # TRANSITIONAL (removed once every reader is typed): the raw dict of a section
-    def section(self, name: str) -> dict:
-        return self.manifest.to_dict().get(name) or {}
-
-    def set_section(self, name: str, value: dict) -> None:
-        raw = self.manifest.to_dict()
-        raw[name] = value
-        self.manifest = Manifest.from_dict(raw)
-
     # ---------- writing ----------
     @classmethod
     def create(cls, root: str | os.PathLike, manifest: Manifest) -> "Bundle":

@@ -146,7 +146,9 @@ def test_manifest_sections_for_the_health_monitor(quantized_bundle):
     monitor = HealthMonitor(DynamicInference(quantized_bundle[0]))
     try:
         assert monitor.input_ref_source == "manifest calibration statistics"
-        assert monitor.hidden_range_source == "manifest" and len(monitor.hidden_range) == 3
+        assert monitor.input.ref == {k: (v.mean, v.std) for k, v in cal.input_stats.items()}
+        assert monitor.hidden_range_source == "manifest" and monitor.hidden_range == cal.hidden_range
+        assert monitor.shadow.baseline == quant.fp32_agreement_pct / 100  # one unit: percent in, fraction used
     finally:
         monitor.close()
 

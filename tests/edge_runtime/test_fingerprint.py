@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from edge_runtime.bundle import EngineEntry, EngineStage
 from edge_runtime.fingerprint import DeviceFingerprint, detect, engine_status, parse_nv_tegra_release
 
 # First lines of /etc/nv_tegra_release as found on devices (JetPack 5.1 = L4T 35.2.1, 6.0 = 36.3.0,
@@ -54,8 +55,7 @@ def test_ids_are_stable_readable_and_differ_by_every_field():
 
 
 def test_engine_status_ok_and_missing():
-    entry = {"precision": "fp32", "active": True,
-             "stages": [{"file": "engines/d/stage0.engine", "source": "s0.onnx", "source_sha256": "h"}]}
+    entry = EngineEntry("fp32", [EngineStage("engines/d/stage0.engine", "s0.onnx", "h")], active=True)
     assert engine_status({"d": entry}, "d", "fp32", ["s0.onnx"], {"s0.onnx": "h"})[0] == "ok"
     assert engine_status({}, "d", "fp32", ["s0.onnx"], {"s0.onnx": "h"})[0] == "missing"
     status, why = engine_status({"d": entry}, "e", "fp32", ["s0.onnx"], {"s0.onnx": "h"})

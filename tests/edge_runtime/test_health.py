@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 
 from edge_runtime import installer
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle import Bundle, CalibrationSpec, InputStat
 from edge_runtime.health import HealthConfig, input_stats
 from edge_runtime.preprocess import to_rgb_resized
 from edge_runtime.service import Service, ServiceConfig
@@ -57,9 +57,10 @@ def test_drifted_input_raises_thresholds_not_rollback(tiny_bundle, tmp_path):
     spec = Bundle.open(tiny_bundle).input
     stats = [input_stats(to_rgb_resized(f, spec)) for f in normal]
     b = Bundle.open(tiny_bundle)
-    b.set_section("calibration", {"input_stats": {k: {"mean": float(np.mean([s[k] for s in stats])),
-                                                      "std": float(np.std([s[k] for s in stats]))}
-                                                  for k in stats[0]}})
+    b.manifest.calibration = CalibrationSpec(
+        images=len(stats), source="test frames", resized_images=0, hidden_range=[],
+        input_stats={k: InputStat(float(np.mean([s[k] for s in stats])), float(np.std([s[k] for s in stats])))
+                     for k in stats[0]})
     b.save()
     video = write_video(tmp_path / "v.avi", normal + dark)
     db = tmp_path / "d.db"

@@ -179,3 +179,27 @@ def test_bundle_switch_the_backend_cannot_run_keeps_deciding_on_onnxruntime(tiny
         assert svc.events[0]["detail"]["backend"] == "onnxruntime"
     finally:
         svc.active.close()
+
+
+def test_reuse_window_comes_from_the_bundle_unless_given(tiny_bundle, tmp_path):
+    """dynamic.reuse_window: export writes it (0: off); the service takes it when --reuse-window is not given."""
+    from edge_runtime.bundle import Bundle
+    from edge_runtime.service import Service, ServiceConfig
+    from tests.edge_runtime.service_helpers import frames, write_video
+
+    assert Bundle.open(tiny_bundle).manifest.dynamic.reuse_window == 0
+    video = write_video(tmp_path / "still.avi", frames(30, moving=False))
+
+    def served(**kw) -> dict:
+        svc = Service(ServiceConfig(bundle=str(tiny_bundle), source=str(video), store=str(tmp_path / "d.db"),
+                                    shadow_rate=0.0, handle_signals=False, **kw))
+        svc.run()
+        return svc.status()["reuse"]
+
+    assert served()["window"] == 0 and served()["reused"] == 0
+    b = Bundle.open(tiny_bundle)
+    b.manifest.dynamic.reuse_window = 4  # what a tuner writes
+    b.save()
+    reuse = served()
+    assert reuse["window"] == 4 and reuse["reused"] > 0  # a still scene reuses decisions
+    assert served(reuse_window=0)["window"] == 0  # the user's choice wins
