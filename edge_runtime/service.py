@@ -272,15 +272,21 @@ class Service:
         ok, buf = cv2.imencode(".jpg", annotate(*latest))
         return buf.tobytes() if ok else None
 
-    def fps(self) -> float:
+    def fps(self, now: float | None = None, window_s: float = 5.0) -> float:
+        """Decided frames per second over the last 300 frames; given `now` (time.monotonic()), only frames
+        of the last `window_s` seconds count and the time since the last frame too, so a stalled loop or a
+        lost camera reads as a falling rate, not as the last good one."""
         t = list(self._times)
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        if now is None:
+            return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        t = [x for x in t if x >= now - window_s]
+        return (len(t) - 1) / (now - t[0]) if len(t) > 1 and now > t[0] else 0.0
 
     def live(self) -> Live:
         """The live gauges' values, read by /metrics at scrape time (any thread)."""
         health = self.health
         state, agreement = health.gauges() if health is not None else (None, None)
-        return Live(fps=self.fps(), healthy=state == "ok", agreement=agreement)
+        return Live(fps=self.fps(time.monotonic()), healthy=state == "ok", agreement=agreement)
 
     def status(self) -> dict:
         lat = np.asarray(self._latency) if self._latency else None

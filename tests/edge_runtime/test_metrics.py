@@ -76,3 +76,12 @@ def test_metrics_alone_on_a_running_service(tiny_bundle, tmp_path):
             svc.stop()
             t.join(20)
     assert not t.is_alive()
+
+
+def test_the_fps_gauge_falls_when_frames_stop(tiny_bundle):
+    """A stalled loop or a lost camera must not keep showing the last good rate."""
+    svc = Service(ServiceConfig(bundle=str(tiny_bundle), source="none.avi", handle_signals=False))
+    svc._times.extend(100.0 + i / 30 for i in range(90))  # 3 s at 30 fps, last frame at t = 102.97
+    assert abs(svc.fps(102.97 + 1 / 30) - 30.0) < 0.5
+    assert svc.fps(104.0) < 30.0 * 0.8  # a second without frames: the rate falls
+    assert svc.fps(110.0) == 0.0  # nothing in the last 5 s
