@@ -73,3 +73,15 @@ def test_bundle_from_another_schema_is_refused(tiny_bundle):
     (tiny_bundle / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="upgrade edge-qwq"):
         Bundle.open(tiny_bundle)
+
+
+def test_exit_policy_written_by_export_is_the_runtimes_default(tiny_bundle):
+    """exit_policy: export writes the one set of defaults; DynamicInference reads them, overrides win."""
+    from edge_runtime.executor import ExitPolicy, default_thresholds
+    from edge_runtime.inference import DynamicInference
+
+    spec = Bundle.open(tiny_bundle).exit_policy
+    assert (spec.early_exit, spec.early_exit_ok) == default_thresholds(2)
+    assert DynamicInference(tiny_bundle).policy == ExitPolicy.build(2)
+    model = DynamicInference(tiny_bundle, {"early_exit": [0.5, 0.6]})
+    assert model.policy.thresholds == (0.5, 0.6) and model.policy.ok_thresholds == tuple(spec.early_exit_ok)
