@@ -1,6 +1,6 @@
 """Pipeline benchmark on a video source; prints JSON.
 
-    python bench/pipeline_bench.py [--bundle B] [--video V] [--frames 600] [--threads 1]
+    python bench/pipeline_bench.py [--bundle B] [--video V] [--frames 600] [--threads 0]
 
 Measured in one run, on the same frames:
   * inference-only throughput (best of --repeats, alternating with the pipeline runs): the early-exit
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path)
     p.add_argument("--video", type=Path)
     p.add_argument("--frames", type=int, default=600)
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--threads", type=int, default=0,
+                   help="ONNX Runtime intra-op threads (0: the bundle's thread policy, see onnxruntime_backend)")
     p.add_argument("--reuse-window", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3, help="alternating runs of each; the best counts")
     args = p.parse_args(argv)
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "bundle": str(args.bundle or "default student (exported here)"), "model_version": model.bundle.version,
         "video": str(args.video or f"generated 640x480 MJPG, {args.frames} frames"), "frames": len(xs),
-        "ort_threads": args.threads,
+        "ort_threads": args.threads, "thread_policy": model.backend.thread_policy.to_dict(),
         "inference_only_fps": round(infer_fps, 1),
         "pipeline_fps": round(pipe["fps"], 1),
         "runs_fps": {"inference_only": [round(f, 1) for f in infer], "pipeline": [round(r["fps"], 1) for r in pipes]},

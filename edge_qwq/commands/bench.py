@@ -9,12 +9,14 @@ import click
 @click.option("--data", required=True, type=click.Path(), help="Image folder; its val/ split is measured.")
 @click.option("--teacher", default=None, type=click.Path(), help="Teacher folder, timed on the same backend.")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False), help="Write the JSON here.")
-@click.option("--frames", default=200, show_default=True, type=click.IntRange(10, 100000),
-              help="Single frames timed per model (p50/p99).")
+@click.option("--frames", default=1000, show_default=True, type=click.IntRange(10, 100000),
+              help="Single frames timed per latency path (p50/p95/p99).")
 def command(bundle, data, teacher, json_out, frames):
     """Measure BUNDLE on DATA/val in one run: accuracy per exit, full depth and with early exit, exit
-    rates, compute ratio, FLOPs and p50/p99 latency, beside the teacher (exported to ONNX and timed on
-    the same backend) and, for a quantized bundle, the quantized stages. Accuracies are in percent.
+    rates, compute ratio, FLOPs and p50/p95/p99 latency per frame, beside the teacher (exported to ONNX
+    and timed on the same backend, with the same thread policy) and, for a quantized bundle, the
+    quantized stages; and the runtime's overhead over bare ONNX Runtime at full depth (same sessions,
+    same options), in percent. Accuracies are in percent.
 
     \b
     Example:
