@@ -33,7 +33,7 @@ class InferenceConfig:
     early_exit: list[float] | None = None  # confidence to exit early with a defect, per early exit
     early_exit_ok: list[float] | None = None  # confidence to exit early with "ok" (stricter)
     reuse_window: int | None = None  # frames a near-identical frame may reuse a decision (service); None: bundle's
-    threads: int = 0  # ONNX Runtime intra-op threads; 0 = its default
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 = the bundle's thread policy (see onnxruntime_backend)
     backend_options: dict = field(default_factory=dict)
 
 

@@ -32,7 +32,8 @@ import click
               help="Fraction of frames checked against the FP32 reference in the background.")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=float,
               help="Seconds to wait for the first frame of a live source.")
-@click.option("--threads", default=0, type=int, help="ONNX Runtime intra-op threads (0: its default).")
+@click.option("--threads", default=0, type=int,
+              help="ONNX Runtime intra-op threads per stage session (0: the bundle's policy, 1 thread per frame).")
 @click.option("--full-res-frames", is_flag=True,
               help="Decode MJPEG frames at full size for evidence and /latest.jpg. By default they are decoded "
                    "at the smallest JPEG scale that covers the model input, which costs far less CPU.")
