@@ -43,8 +43,11 @@ def test_unit_has_the_required_settings():
 
 
 def _script(*args, **kw):
+    # Ctrl-C as a terminal delivers it: a test run started in the background of a shell without job
+    # control inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored in the child
     return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **kw)
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def test_detect_stream_on_a_video_file_writes_the_annotated_stream(tiny_bundle, tmp_path):
