@@ -130,7 +130,8 @@ def _summary(bench: dict, run: dict, timings: dict) -> dict:
         ("student FLOPs / teacher FLOPs", f"{flops['student_full'] / flops['teacher']:.3f}"),
         ("early-exit compute ratio", f"{bench['compute_ratio']:.3f}"),
         ("exit rates", " / ".join(f"{r:.2f}" for r in bench["exit_rate"])),
-        ("p50 latency teacher / early exit", f"{lat['teacher']['p50']:.2f} ms / {lat['early_exit']['p50']:.2f} ms"),
+        ("p50 latency teacher (its fastest) / early exit",
+         f"{_fastest_teacher_p50(bench):.2f} ms / {lat['early_exit']['p50']:.2f} ms"),
     ]
     if "quantized" in bench:
         q = bench["quantized"]["accuracy"]
@@ -148,3 +149,10 @@ def _summary(bench: dict, run: dict, timings: dict) -> dict:
         t.add_row(*r)
     console.print(t)
     return {"bench": bench, "video": run, "timings_s": timings}
+
+
+def _fastest_teacher_p50(bench: dict) -> float:
+    """The teacher's p50 at its fastest setting (the bundle's per-frame thread policy or ORT's defaults):
+    the student is compared with the teacher as the teacher would best be run."""
+    runs = [bench["latency_ms"]["teacher"], (bench.get("teacher_ort_default") or {}).get("latency_ms")]
+    return min(r["p50"] for r in runs if r)

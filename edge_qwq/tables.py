@@ -25,7 +25,9 @@ def bench_table(r: dict) -> Table:
         t.add_row(name, "-" if a is None else f"{a:.2f}", "-" if f is None else f"{f / 1e6:.1f}",
                   "-" if lat is None else f"{lat['p50']:.3f}", "-" if lat is None else f"{lat['p99']:.3f}", rate)
 
-    row("teacher", acc["teacher"], flops["teacher"], lat["teacher"])
+    row("teacher, 1 thread", acc["teacher"], flops["teacher"], lat["teacher"])
+    if r.get("teacher_ort_default"):  # the teacher at its fastest single-session setting here
+        row("teacher, ORT defaults", acc["teacher"], flops["teacher"], r["teacher_ort_default"]["latency_ms"])
     row("student, full depth", acc["student_full"], flops["student_full"], lat["student_full"])
     row("student, early exit", acc["early_exit"], flops["student_full"] * r["compute_ratio"], lat["early_exit"],
         " / ".join(f"{x:.2f}" for x in r["exit_rate"]))
