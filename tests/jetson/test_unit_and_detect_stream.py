@@ -69,10 +69,16 @@ def test_detect_stream_exits_cleanly_on_ctrl_c(tiny_bundle, tmp_path):
     out = tmp_path / "out.avi"
     with MjpegServer(video) as server:
         p = _script("--bundle", str(tiny_bundle), "--source", server.url, "--out", str(out))
-        lines = []
-        wait_for(lambda: lines.append(p.stdout.readline()) or len(lines) >= 10, 30, interval=0, what="decisions")
-        p.send_signal(signal.SIGINT)
-        stdout, stderr = p.communicate(timeout=20)
+        try:
+            lines = []
+            wait_for(lambda: lines.append(p.stdout.readline()) or len(lines) >= 10, 30, interval=0,
+                     what="decisions")
+            p.send_signal(signal.SIGINT)
+            stdout, stderr = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:  # a failed wait must not leave the script running after the test
+                p.kill()
+                p.wait(10)
     assert p.returncode == 0 and "Traceback" not in stderr, stderr
     cap = cv2.VideoCapture(str(out))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) >= 10
