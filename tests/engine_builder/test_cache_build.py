@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import Bundle, EngineEntry
+from edge_runtime.bundle import Bundle, EngineEntry, EngineStage
 from edge_runtime.fingerprint import DeviceFingerprint
 from engine_builder.build import build_engines, build_engines_or_explain
 from engine_builder.cache import decide
@@ -25,14 +25,9 @@ DIGESTS = {"stages/stage0.onnx": "a", "stages/stage1.onnx": "b"}
 
 
 def _entry(precision="fp32", active=True, digests=DIGESTS):
-    return EngineEntry.from_dict(_entry_dict(precision, active, digests))
-
-
-def _entry_dict(precision, active, digests):
-    return {"precision": precision, "active": active,
-            "stages": [{"file": f"engines/x/stage{k}.engine", "source": s, "source_sha256": digests[s]}
-                       for k, s in enumerate(SOURCES)],
-            "verification": {} if active else {"failure": "stage 1 engine does not match ONNX Runtime"}}
+    return EngineEntry(precision, [EngineStage(f"engines/x/stage{k}.engine", s, digests[s]) for k, s in enumerate(SOURCES)],
+                       active=active,
+                       verification={} if active else {"failure": "stage 1 engine does not match ONNX Runtime"})
 
 
 @pytest.mark.parametrize("engines,kw,action,words", [
