@@ -7,6 +7,7 @@ Accuracies are in percent. Every latency entry is {p50, p95, p99} in ms per sing
 `frames` timed frames (default FRAMES). Also: `thread_policy` (the backend's ONNX Runtime thread policy,
 the same for every session timed here, the teacher's included), with a teacher also `teacher_ort_default`
 (the teacher timed again with ONNX Runtime's default options, its best as a single session), and
+`pruning` (for a pruned student: threshold, heads kept, attention and full-depth FLOPs before and after),
 `runtime_overhead` (the executor at full depth vs bare `session.run` chained over the same FP32 stage
 sessions, same options: bare_ms, runtime_ms, overhead_pct), `frames`.
 """
@@ -57,6 +58,9 @@ def run_bench(bundle_path, data, teacher_dir=None, frames: int = FRAMES, split: 
     if all(s.quantized for s in bundle.stages):
         log("bench: quantized stages")
         result.update(_bench_quantized(bundle, data, x, y, policy, flops, frames))
+    pruning = bundle.manifest.student.pruning if bundle.manifest.student else None
+    if pruning is not None:
+        result["pruning"] = pruning.summary()
     result["backend"] = "onnxruntime-cpu"
     result["thread_policy"] = backend.thread_policy.to_dict()
     result["frames"] = frames

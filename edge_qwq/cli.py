@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("data", "Make the sample inspection data set (real textures, synthetic defects)."),
     "teacher": ("teacher", "Train a transformers image classifier to act as the teacher."),
     "distill": ("distill", "Distil a teacher into the early-exit student."),
+    "prune": ("prune", "Remove weak attention heads of a student structurally, then recover."),
     "export": ("export_cmd", "Export a student as staged ONNX graphs in a bundle."),
     "quantize": ("quantize", "Quantize a bundle's stages (INT8, AWQ INT4, mixed)."),
     "lint": ("lint", "Check a bundle against the TensorRT ONNX rules, without TensorRT."),

@@ -37,3 +37,26 @@ def bench_table(r: dict) -> Table:
         row("quantized, early exit", q["accuracy"]["early_exit"], None, q["latency_ms"]["early_exit"],
             " / ".join(f"{x:.2f}" for x in q["exit_rate"]))
     return t
+
+
+def student_table(rows: list[dict], teacher: dict | None = None, title: str = "student") -> Table:
+    """One row per student: shape, FLOPs (and share of the teacher's), accuracy per exit and with early exit
+    (default policy), exit rates, and the roofline's early-exit latency on each Orin (FP16, those exit rates).
+
+    Each row: {"name", "shape", "flops", "exit_accuracy": [..], "early_exit_accuracy", "exit_rates",
+    "ms": {target: ms}}; accuracies are fractions. `teacher`: {"flops", "accuracy"}."""
+    targets = list(rows[0]["ms"]) if rows else []
+    t = Table(title=title)
+    for col in ("model", "shape", "MFLOPs", "of teacher", "accuracy per exit %", "early exit %", "exit rates",
+                *[f"{name} ms" for name in targets]):
+        t.add_column(col, justify="left" if col in ("model", "shape") else "right")
+    if teacher:
+        acc = teacher.get("accuracy")
+        t.add_row("teacher", "", f"{teacher['flops'] / 1e6:.1f}", "1", "", "-" if acc is None else f"{100 * acc:.2f}",
+                  "", *["" for _ in targets])
+    for r in rows:
+        share = f"{r['flops'] / teacher['flops']:.3f}" if teacher else "-"
+        t.add_row(r["name"], r["shape"], f"{r['flops'] / 1e6:.1f}", share,
+                  " / ".join(f"{100 * a:.2f}" for a in r["exit_accuracy"]), f"{100 * r['early_exit_accuracy']:.2f}",
+                  " / ".join(f"{x:.2f}" for x in r["exit_rates"]), *[f"{r['ms'][k]:.3f}" for k in targets])
+    return t

@@ -213,9 +213,33 @@ def estimate_bundle(bundle_path: str | os.PathLike, target: str, budget_ms: floa
     stage_ms = [s["ms"] for s in stages]
     full = float(sum(stage_ms))
     early = mean_latency(stage_ms, a.exit_rates)
-    return {"target": t.name, "budget_ms": float(budget_ms), "precision": used, "stages": stages,
-            "full_ms": round(full, 4), "early_exit_ms": round(early, 4), "within_budget": full <= budget_ms,
-            "assumptions": _assumptions_dict(t, a)}
+    est = {"target": t.name, "budget_ms": float(budget_ms), "precision": used, "stages": stages,
+           "full_ms": round(full, 4), "early_exit_ms": round(early, 4), "within_budget": full <= budget_ms,
+           "assumptions": _assumptions_dict(t, a)}
+    pruning = bundle.manifest.student.pruning if bundle.manifest.student else None
+    if pruning is not None:
+        est["pruning"] = pruning.summary()
+        est["pruning_note"] = pruning.describe()
+    return est
+
+
+def estimate_layer_costs(stage_layers, target: str, precision: str = "fp16",
+                         exit_rates: tuple[float, ...] = ()) -> dict:
+    """The roofline of a model described layer by layer, without a graph (a student shape before it is
+    trained: export/shapes.py). Each layer has name, op, flops, weight_elems, in_elems, out_elems; every
+    tensor is taken at `precision` ("fp16", "int8" or "fp32"). Returns {"target", "precision", "stages":
+    [{"flops", "ms"}], "full_ms", "early_exit_ms", "exit_rates"}."""
+    t = get_target(target)
+    a = Assumptions(exit_rates=tuple(exit_rates))
+    nbytes = WEIGHT_BYTES[precision]
+    per_stage = [[Layer(x.name, x.op, precision if x.flops else ("fp32" if precision == "fp32" else "fp16"),
+                        int(x.flops), float((x.weight_elems + x.in_elems + x.out_elems) * nbytes)) for x in layers]
+                 for layers in stage_layers]
+    stages = estimate_stages(per_stage, t, a)
+    stage_ms = [st["ms"] for st in stages]
+    rates = tuple(exit_rates)[:len(stages) - 1]
+    return {"target": t.name, "precision": precision, "stages": stages, "full_ms": round(float(sum(stage_ms)), 4),
+            "early_exit_ms": round(mean_latency(stage_ms, rates), 4), "exit_rates": list(rates)}
 
 
 def _assumptions_dict(t: Target, a: Assumptions) -> dict:

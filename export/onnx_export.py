@@ -88,8 +88,17 @@ def _manifest(student, stages: list[StageSpec]) -> Manifest:
         classes=list(cfg.classes), ok_class=cfg.ok_class,
         input=InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std)),
         stages=stages, exit_policy=policy, producer="edge-qwq export",
-        student=StudentSpec(cfg.dim, cfg.depth, cfg.heads, cfg.patch, list(cfg.exits), groups),
+        student=StudentSpec(cfg.dim, cfg.depth, cfg.heads, cfg.patch, list(cfg.exits), groups,
+                            None if cfg.block_heads is None else list(cfg.block_heads), _pruning(cfg)),
         dynamic=DynamicSpec(reuse_window=0))
+
+
+def _pruning(cfg):
+    """The pruning record export/prune.py left in the student's config, as the manifest's typed section."""
+    from edge_runtime.bundle import PruningSpec
+
+    p = cfg.extra.get("pruning")
+    return None if p is None else PruningSpec.from_dict(p)
 
 
 def _model_version(bundle: Bundle) -> str:

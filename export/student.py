@@ -29,6 +29,7 @@ class StudentConfig:
     heads: int = 2
     mlp_ratio: float = 3.0
     exits: tuple[int, ...] = (2, 4)  # an exit head after these many blocks; the final head is implicit
+    block_heads: tuple[int, ...] | None = None  # heads kept per block after pruning (None: `heads` in each)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     extra: dict = field(default_factory=dict)
@@ -36,6 +37,13 @@ class StudentConfig:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    def heads_in(self, block: int) -> int:
+        return self.block_heads[block] if self.block_heads else self.heads
 
     @property
     def stage_ends(self) -> list[int]:
@@ -51,12 +59,19 @@ class StudentConfig:
             raise ValueError(f"exits {self.exits} must lie strictly between 0 and depth {self.depth}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.block_heads is not None and (len(self.block_heads) != self.depth
+                                             or any(not 1 <= h <= self.heads for h in self.block_heads)):
+            raise ValueError(f"block_heads {self.block_heads} needs {self.depth} counts between 1 and {self.heads}")
         if self.ok_class not in self.classes:
             raise ValueError(f"ok_class {self.ok_class!r} is not among the classes {self.classes}")
 
     def to_json(self) -> str:
         d = asdict(self)
         d["exits"] = list(self.exits)
+        if self.block_heads is None:
+            d.pop("block_heads")
+        else:
+            d["block_heads"] = list(self.block_heads)
         return json.dumps({"model_type": "edge-qwq-student", **d}, indent=2)
 
     @classmethod
@@ -65,6 +80,8 @@ class StudentConfig:
         d.pop("model_type", None)
         d.pop("prune_threshold", None)  # written by older versions; nothing ever pruned
         d["exits"] = tuple(d["exits"])
+        if d.get("block_heads") is not None:
+            d["block_heads"] = tuple(d["block_heads"])
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         return cls(**d)
 
@@ -90,27 +107,36 @@ class ConvStem(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    """Multi-head self-attention. qkv's output channels are [q heads | k heads | v heads], each head
+    `head_dim` wide; a pruned block keeps fewer heads of the same width (export/prune.py)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int | None = None):
         super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.heads, self.head_dim = heads, head_dim or dim // heads
+        inner = self.heads * self.head_dim
+        self.qkv = nn.Linear(dim, 3 * inner)
+        self.proj = nn.Linear(inner, dim)
+        self.keep_heads = False  # pruning sets it to read each head's output and its gradient
+        self.head_out: torch.Tensor | None = None  # (B, heads, T, head_dim) of the last forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
+        B, T, _ = x.shape
         qkv = self.qkv(x).reshape(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, heads, T, head_dim)
         att = (q @ k.transpose(-2, -1)) * (self.head_dim ** -0.5)  # (B, heads, T, T)
         y = att.softmax(dim=-1) @ v  # (B, heads, T, head_dim)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        if self.keep_heads:
+            y.retain_grad()
+            self.head_out = y
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim))
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, head_dim: int | None = None):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, heads, head_dim)
         self.norm2 = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
@@ -142,7 +168,8 @@ class Student(nn.Module):
         self.stem = ConvStem(config.dim, config.patch)
         self.pos = nn.Parameter(torch.zeros(1, grid * grid, config.dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
-        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads_in(i), config.mlp_ratio, config.head_dim)
+                                    for i in range(config.depth))
         self.heads = nn.ModuleList(ExitHead(config.dim, config.num_classes) for _ in config.stage_ends)
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:

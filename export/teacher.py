@@ -65,6 +65,7 @@ def build_teacher(arch: str, classes: list[str], image_size: int, tiny: bool = F
 def save_teacher(teacher: Teacher, out: str | Path) -> None:
     """save_pretrained plus a preprocessor_config.json, so any transformers pipeline can use it."""
     out = Path(out)
+    _quiet_transformers()
     teacher.model.save_pretrained(out)
     (out / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "ViTImageProcessor", "do_resize": True,
@@ -83,6 +84,7 @@ def load_teacher(path: str | Path, classes: list[str] | None = None) -> Teacher:
     if not (path / "config.json").is_file():
         raise ExportError(f"{path} is not a transformers model folder: it has no config.json "
                           "(train one with `edge-qwq teacher train` or point --teacher at a save_pretrained folder)")
+    _quiet_transformers()
     try:
         model = AutoModelForImageClassification.from_pretrained(str(path), local_files_only=True).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -95,6 +97,14 @@ def load_teacher(path: str | Path, classes: list[str] | None = None) -> Teacher:
                               "the teacher must be trained on the same classes")
     size, mean, std = _preprocessing(path, model.config)
     return Teacher(model, labels, size, mean, std)
+
+
+def _quiet_transformers() -> None:
+    """No per-shard progress bars from transformers: a teacher loads in a second, and our own commands
+    show their progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _preprocessing(path: Path, config) -> tuple[int, tuple, tuple]:

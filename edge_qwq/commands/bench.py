@@ -30,6 +30,10 @@ def command(bundle, data, teacher, json_out, frames):
 
     r = run_bench(bundle, data, teacher, frames=frames, log=lambda m: console.print(f"[dim]{m}[/dim]"))
     console.print(bench_table(r))
+    if "pruning" in r:
+        from edge_runtime.bundle import Bundle
+
+        console.print(f"student {Bundle.open(bundle).manifest.student.pruning.describe()}", highlight=False)
     text = json.dumps(r, indent=2)
     if json_out:
         from edge_runtime.bundle import atomic_write_text

@@ -19,6 +19,9 @@ TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked agains
 @click.option("--student-out", default=None, type=click.Path(file_okay=False),
               help="Where the distilled student goes (default: OUT.student).")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 10000), help="Distillation epochs.")
+@click.option("--budget", default=None, metavar="FRACTION|MSms",
+              help="The student's size: a fraction of the teacher's FLOPs (0.1) or a latency on --target (1.5ms; "
+                   "roofline, FP16, full depth). Default: 10 % of the teacher's FLOPs, at most 50 MFLOPs.")
 @click.option("--quantize", "mode", default="mixed", show_default=True,
               type=click.Choice(["mixed", "int8", "int4", "none"]), help="Quantization mode.")
 @click.option("--max-drop", default=0.3, show_default=True, type=float,
@@ -30,7 +33,7 @@ TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked agains
               "AGX Orin and Orin NX only.")
 @click.option("--workspace-mb", default=512, show_default=True, type=int, help="TensorRT builder workspace.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle / student; rebuild existing engines.")
-def command(teacher, data, out, bundle, target, student_out, epochs, mode, max_drop, trt_version, budget_ms,
+def command(teacher, data, out, bundle, target, student_out, epochs, budget, mode, max_drop, trt_version, budget_ms,
             dla_core, workspace_mb, force):
     """Distil TEACHER on DATA, export the staged bundle, quantize it, lint it for TensorRT, estimate its
     latency on TARGET, then build the TensorRT engines where TensorRT is present (on the device).
@@ -47,7 +50,7 @@ def command(teacher, data, out, bundle, target, student_out, epochs, mode, max_d
     if bundle is None:
         if not (teacher and data and out):
             raise click.UsageError("give --teacher, --data and --out (a new bundle), or --bundle (an existing one)")
-        _make_bundle(teacher, data, out, student_out, epochs, mode, max_drop, trt_version, force)
+        _make_bundle(teacher, data, out, student_out, epochs, budget, target, mode, max_drop, trt_version, force)
         bundle = out
     elif mode != "none":
         _lint_or_fail(bundle, trt_version)
@@ -56,12 +59,18 @@ def command(teacher, data, out, bundle, target, student_out, epochs, mode, max_d
     console.print(f"[bold]bundle ready:[/bold] {bundle}")
 
 
-def _make_bundle(teacher, data, out, student_out, epochs, mode, max_drop, trt_version, force) -> None:
+def _make_bundle(teacher, data, out, student_out, epochs, budget, target, mode, max_drop, trt_version,
+                 force) -> None:
     from pathlib import Path
 
     from edge_qwq import pipeline
     from edge_qwq.guards import refuse_non_empty
+    from engine_builder.targets import get_target
+    from export.sizing import parse_budget
     from export.teacher import load_teacher
+
+    target = get_target(target).name  # `orin`: the smallest, the Nano
+    parse_budget(budget, target)  # a bad budget is refused before anything is written
 
     student_out = Path(student_out or f"{Path(out)}.student")
     refuse_non_empty(out, force)
@@ -69,7 +78,7 @@ def _make_bundle(teacher, data, out, student_out, epochs, mode, max_drop, trt_ve
     load_teacher(teacher)  # fail fast on a bad teacher, before minutes of work
     timings: dict = {}
     with pipeline.step("distil", timings):
-        pipeline.distill_student(teacher, data, student_out, epochs)
+        pipeline.distill_student(teacher, data, student_out, epochs, budget=budget, target=target)
     with pipeline.step("export", timings):
         pipeline.export_student(student_out, out, force=force)
     if mode != "none":

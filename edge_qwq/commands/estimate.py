@@ -34,6 +34,8 @@ def command(bundle, target, budget_ms, precision, json_out):
     console.print("FLOPs are multiply-adds x 2; latency = max(compute, memory) per kernel + launch cost.",
                   highlight=False)
     console.print(format_assumptions(results), highlight=False, markup=False, soft_wrap=True)
+    if "pruning_note" in results[0]:
+        console.print(f"Student {results[0]['pruning_note']}", highlight=False, markup=False, soft_wrap=True)
     if json_out:
         with open(json_out, "w") as f:
             json.dump(results[0] if len(results) == 1 else results, f, indent=2)

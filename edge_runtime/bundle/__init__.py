@@ -36,6 +36,7 @@ from edge_runtime.bundle.sections import (
     ExitPolicySpec,
     InputSpec,
     InputStat,
+    PruningSpec,
     QuantizationSpec,
     StageSpec,
     StudentSpec,
@@ -44,7 +45,7 @@ from edge_runtime.errors import BundleError
 
 __all__ = ["SCHEMA_VERSION", "MANIFEST", "Bundle", "Manifest", "AwqGroup", "CalibrationSpec", "DynamicSpec",
            "EngineEntry", "EngineStage", "ExitPolicySpec", "InputSpec", "InputStat", "QuantizationSpec",
-           "StageSpec", "StudentSpec", "sha256_file", "atomic_write_text"]
+           "PruningSpec", "StageSpec", "StudentSpec", "sha256_file", "atomic_write_text"]
 
 MANIFEST = "manifest.json"
 

@@ -127,6 +127,50 @@ class AwqGroup:
 
 
 @dataclass
+class PruningSpec:
+    """What attention-head pruning removed (export/prune.py writes it; bench and estimate read it)."""
+
+    threshold: float  # prune_threshold: a head below this fraction of its block's best head was removed
+    heads_kept: list[list[int]]  # per block, the original indices of the heads kept
+    score: str  # how importance was measured
+    attention_flops_before: int
+    attention_flops_after: int
+    flops_before: int  # the student's full-depth FLOPs before and after pruning
+    flops_after: int
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PruningSpec":
+        return cls(float(d["threshold"]), [[int(h) for h in b] for b in d["heads_kept"]], str(d["score"]),
+                   int(d["attention_flops_before"]), int(d["attention_flops_after"]), int(d["flops_before"]),
+                   int(d["flops_after"]))
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "heads_kept": [list(b) for b in self.heads_kept], "score": self.score,
+                "attention_flops_before": self.attention_flops_before,
+                "attention_flops_after": self.attention_flops_after,
+                "flops_before": self.flops_before, "flops_after": self.flops_after}
+
+    @property
+    def attention_saved(self) -> float:
+        return 1.0 - self.attention_flops_after / max(1, self.attention_flops_before)
+
+    def summary(self) -> dict:
+        """What `bench` and `estimate` report: the threshold, heads kept and the FLOPs saved."""
+        return {"prune_threshold": self.threshold, "heads_kept_per_block": [len(b) for b in self.heads_kept],
+                "attention_flops": {"before": self.attention_flops_before, "after": self.attention_flops_after,
+                                    "saved_pct": round(100 * self.attention_saved, 2)},
+                "flops": {"before": self.flops_before, "after": self.flops_after,
+                          "saved_pct": round(100 * (1 - self.flops_after / max(1, self.flops_before)), 2)}}
+
+    def describe(self) -> str:
+        s = self.summary()
+        return (f"pruned at prune_threshold {self.threshold:g}: heads kept per block {s['heads_kept_per_block']}; "
+                f"attention FLOPs {self.attention_flops_before / 1e6:.2f} -> {self.attention_flops_after / 1e6:.2f} M "
+                f"({s['attention_flops']['saved_pct']:.1f} % saved), full depth {self.flops_before / 1e6:.2f} -> "
+                f"{self.flops_after / 1e6:.2f} M ({s['flops']['saved_pct']:.1f} % saved)")
+
+
+@dataclass
 class StudentSpec:
     """The student's shape, and its own description of itself for AWQ."""
 
@@ -136,16 +180,26 @@ class StudentSpec:
     patch: int  # pixels per token side
     exits: list[int]  # block index after which each exit head sits
     awq_groups: list[AwqGroup] = field(default_factory=list)
+    block_heads: list[int] | None = None  # heads kept per block after pruning; None: `heads` in every block
+    pruning: PruningSpec | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudentSpec":
         groups = [AwqGroup(str(g["norm"]), [str(n) for n in g["linears"]]) for g in d.get("awq_groups", [])]
+        bh = d.get("block_heads")
+        pruning = d.get("pruning")
         return cls(int(d["dim"]), int(d["depth"]), int(d["heads"]), int(d["patch"]), [int(e) for e in d["exits"]],
-                   groups)
+                   groups, None if bh is None else [int(h) for h in bh],
+                   None if pruning is None else PruningSpec.from_dict(pruning))
 
     def to_dict(self) -> dict:
-        return {"dim": self.dim, "depth": self.depth, "heads": self.heads, "patch": self.patch,
-                "exits": list(self.exits), "awq_groups": [g.to_dict() for g in self.awq_groups]}
+        d = {"dim": self.dim, "depth": self.depth, "heads": self.heads, "patch": self.patch,
+             "exits": list(self.exits), "awq_groups": [g.to_dict() for g in self.awq_groups]}
+        if self.block_heads is not None:
+            d["block_heads"] = list(self.block_heads)
+        if self.pruning is not None:
+            d["pruning"] = self.pruning.to_dict()
+        return d
 
 
 @dataclass

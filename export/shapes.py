@@ -1,0 +1,188 @@
+"""The student's shape family and what each shape costs, computed from the shape alone (no torch, no training).
+
+A shape fixes everything the student's compute depends on: token size (`patch`), width (`dim`), depth,
+attention heads (and, after pruning, the heads kept in each block), where the exits sit, and the stem.
+The family searched by `--budget` (see `family`) is small and documented:
+
+- token size: the input is cut into tokens of `patch` px by a conv stem; the family holds the coarsest
+  power of two that keeps at least a 12x12 token grid (8 px at 96 px inputs, 16 px at 224 px) and the
+  next finer one. Defects are small: DESIGN.md measured that resolution pays more than width or depth.
+- width `dim` in WIDTHS, heads of 16 channels up to dim 64 and of 32 above (dim 48: 3 heads, dim 128: 4);
+- depth in DEPTHS;
+- exits: after block 1 (the stem and the first block are the compute every frame pays, so an easy frame
+  should leave right after them) and after block ceil(depth / 2); the last block has its own head;
+- stem: log2(patch) stride-2 convolutions (3x3, then 2x2), widths doubling up to dim;
+- MLP ratio 3.
+
+Costs are counted the way `edge_runtime.onnx_cost` counts an exported graph (multiply-adds x 2 of every
+Conv/MatMul/Gemm, batch 1), and a test checks the two agree exactly on exported students.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+WIDTHS = (32, 48, 64, 96, 128, 192, 256)
+DEPTHS = (2, 3, 4, 5, 6, 8, 10, 12)
+MIN_GRID = 12  # tokens per side the family's coarsest token size keeps
+MLP_RATIO = 3.0
+
+
+def heads_for(dim: int) -> int:
+    """Heads of 16 channels up to dim 64, of 32 channels above."""
+    return dim // 16 if dim <= 64 else dim // 32
+
+
+def exits_for(depth: int) -> tuple[int, ...]:
+    """Exit heads after block 1 and after block ceil(depth / 2), strictly inside the network."""
+    return tuple(sorted({e for e in (1, math.ceil(depth / 2)) if 0 < e < depth}))
+
+
+def stem_channels(dim: int, patch: int) -> list[int]:
+    """Channels of the conv stem, input first: e.g. dim 64, patch 8 -> [3, 16, 32, 64]."""
+    n = int(math.log2(patch))
+    return [3] + [max(8, dim >> (n - 1 - i)) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class Shape:
+    patch: int
+    dim: int
+    depth: int
+    heads: int
+    exits: tuple[int, ...]
+    block_heads: tuple[int, ...] | None = None  # heads kept per block after pruning; None: `heads` in every block
+    mlp_ratio: float = MLP_RATIO
+    stem: str = "conv"
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    def heads_in(self, block: int) -> int:
+        return self.block_heads[block] if self.block_heads else self.heads
+
+    @property
+    def stage_ends(self) -> list[int]:
+        return sorted(set(self.exits) | {self.depth})
+
+    def describe(self) -> str:
+        heads = "/".join(map(str, self.block_heads)) if self.block_heads else str(self.heads)
+        return (f"{self.patch} px tokens, dim {self.dim}, depth {self.depth}, heads {heads}, "
+                f"exits after blocks {','.join(map(str, self.exits))}")
+
+    def student_config(self) -> dict:
+        """Keyword arguments of export.student.StudentConfig for this shape."""
+        cfg = {"patch": self.patch, "dim": self.dim, "depth": self.depth, "heads": self.heads,
+               "exits": tuple(self.exits), "mlp_ratio": self.mlp_ratio}
+        if self.block_heads:
+            cfg["block_heads"] = tuple(self.block_heads)
+        return cfg
+
+    @classmethod
+    def of(cls, cfg) -> "Shape":
+        """The shape of a StudentConfig (or anything with its attributes)."""
+        bh = getattr(cfg, "block_heads", None)
+        return cls(cfg.patch, cfg.dim, cfg.depth, cfg.heads, tuple(cfg.exits), tuple(bh) if bh else None,
+                   cfg.mlp_ratio)
+
+
+@dataclass
+class LayerCost:
+    """One kernel of the student: FLOPs (multiply-adds x 2) and elements moved, batch 1."""
+
+    name: str
+    op: str  # Conv | MatMul | Softmax | LayerNormalization | Reduce
+    flops: int
+    weight_elems: int = 0
+    in_elems: int = 0
+    out_elems: int = 0
+    attention: bool = False  # Q/K/V and output projections and the two attention products
+
+
+@dataclass
+class ShapeCost:
+    shape: Shape
+    image_size: int
+    stages: list[list[LayerCost]] = field(default_factory=list)
+
+    @property
+    def stage_flops(self) -> list[int]:
+        return [sum(layer.flops for layer in s) for s in self.stages]
+
+    @property
+    def flops(self) -> int:
+        return sum(self.stage_flops)
+
+    @property
+    def attention_flops(self) -> int:
+        return sum(layer.flops for s in self.stages for layer in s if layer.attention)
+
+
+def shape_cost(shape: Shape, image_size: int, num_classes: int) -> ShapeCost:
+    """Every kernel of the student of `shape` on (image_size, image_size) inputs, per stage."""
+    tokens = (image_size // shape.patch) ** 2
+    stages: list[list[LayerCost]] = []
+    start = 0
+    for k, end in enumerate(shape.stage_ends):
+        layers = _stem(shape, image_size) if k == 0 else []
+        for b in range(start, end):
+            layers += _block(shape, b, tokens)
+        layers += _head(shape.dim, tokens, num_classes, k)
+        stages.append(layers)
+        start = end
+    return ShapeCost(shape, image_size, stages)
+
+
+def _stem(shape: Shape, image_size: int) -> list[LayerCost]:
+    chans, side, layers = stem_channels(shape.dim, shape.patch), image_size, []
+    for i in range(len(chans) - 1):
+        k = 2 if i == len(chans) - 2 else 3
+        out_side = side // 2
+        out = chans[i + 1] * out_side * out_side
+        layers.append(LayerCost(f"stem.{i}", "Conv", 2 * out * chans[i] * k * k, chans[i + 1] * chans[i] * k * k,
+                                chans[i] * side * side, out))
+        side = out_side
+    return layers
+
+
+def _block(shape: Shape, b: int, t: int) -> list[LayerCost]:
+    d, inner = shape.dim, shape.heads_in(b) * shape.head_dim  # inner: channels of the heads kept
+    hidden = int(d * shape.mlp_ratio)
+    h = shape.heads_in(b)
+    p = f"blocks.{b}"
+    return [
+        LayerCost(f"{p}.norm1", "LayerNormalization", 0, 2 * d, t * d, t * d),
+        LayerCost(f"{p}.attn.qkv", "MatMul", 2 * t * d * 3 * inner, 3 * inner * d, t * d, 3 * t * inner, True),
+        LayerCost(f"{p}.attn.qk", "MatMul", 2 * t * t * inner, 0, 2 * t * inner, h * t * t, True),
+        LayerCost(f"{p}.attn.softmax", "Softmax", 0, 0, h * t * t, h * t * t),
+        LayerCost(f"{p}.attn.av", "MatMul", 2 * t * t * inner, 0, h * t * t + t * inner, t * inner, True),
+        LayerCost(f"{p}.attn.proj", "MatMul", 2 * t * inner * d, inner * d, t * inner, t * d, True),
+        LayerCost(f"{p}.norm2", "LayerNormalization", 0, 2 * d, t * d, t * d),
+        LayerCost(f"{p}.fc1", "MatMul", 2 * t * d * hidden, d * hidden, t * d, t * hidden),
+        LayerCost(f"{p}.fc2", "MatMul", 2 * t * hidden * d, hidden * d, t * hidden, t * d),
+    ]
+
+
+def _head(d: int, t: int, classes: int, k: int) -> list[LayerCost]:
+    return [LayerCost(f"heads.{k}.norm", "LayerNormalization", 0, 2 * d, t * d, t * d),
+            LayerCost(f"heads.{k}.pool", "Reduce", 0, 0, 2 * t * d, 2 * d),
+            LayerCost(f"heads.{k}.fc", "MatMul", 2 * 2 * d * classes, 2 * d * classes, 2 * d, classes)]
+
+
+# ---------------- the family ----------------
+
+def token_sizes(image_size: int) -> list[int]:
+    """The coarsest power-of-two token size (>= 4 px) keeping a MIN_GRID grid, and the next finer one."""
+    coarse = 4
+    while image_size // (coarse * 2) >= MIN_GRID and image_size % (coarse * 2) == 0:
+        coarse *= 2
+    sizes = [coarse] + ([coarse // 2] if coarse // 2 >= 2 and image_size % (coarse // 2) == 0 else [])
+    return [p for p in sizes if image_size % p == 0]
+
+
+def family(image_size: int) -> list[Shape]:
+    """Every shape of the family for this input size (see the module doc), smallest FLOPs first."""
+    shapes = [Shape(p, d, depth, heads_for(d), exits_for(depth))
+              for p in token_sizes(image_size) for d in WIDTHS for depth in DEPTHS]
+    return sorted(shapes, key=lambda s: shape_cost(s, image_size, 2).flops)
