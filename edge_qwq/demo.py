@@ -12,7 +12,7 @@ from edge_qwq.console import console
 from edge_qwq.pipeline import distill_student, export_student, lint, quantize, step
 
 
-def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 10, distill_epochs: int = 30,
+def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 10, distill_epochs: int = 45,
              quantize_stages: bool = True, fresh: bool = False) -> dict:
     work = Path(workdir)
     if fresh and work.exists():
@@ -41,7 +41,7 @@ def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 10, distill_ep
     with step("7. run on a video made from val images", timings):
         video = _video(data, work / "line.avi")
         run = _run(bundle, video, work / "decisions.jsonl")
-    summary = _summary(bench, run, timings)
+    summary = _summary(bench, run, timings, _shape(bundle))
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -119,16 +119,26 @@ def _run(bundle: Path, video: Path, out: Path) -> dict:
             "defects_flagged": sum(d.is_defect for d in decisions)}
 
 
-def _summary(bench: dict, run: dict, timings: dict) -> dict:
+def _shape(bundle: Path) -> str:
+    """The student's shape as the bundle records it (chosen by the default budget, export/sizing.py)."""
+    from edge_runtime.bundle import Bundle
+
+    s = Bundle.open(bundle).manifest.student
+    return f"{s.patch} px tokens, dim {s.dim}, depth {s.depth}, heads {s.heads}, exits after {s.exits}"
+
+
+def _summary(bench: dict, run: dict, timings: dict, shape: str = "") -> dict:
     from rich.table import Table
 
     acc, flops, lat = bench["accuracy"], bench["flops"], bench["latency_ms"]
     rows = [
+        ("student shape (default budget: min(10 % of the teacher, 60 MFLOPs))", shape),
         ("teacher accuracy (ResNet-18 trained here, from scratch)", f"{acc['teacher']:.2f}%"),
         ("student accuracy (full depth)", f"{acc['student_full']:.2f}%"),
         ("student accuracy (early exit)", f"{acc['early_exit']:.2f}%"),
         ("student FLOPs / teacher FLOPs", f"{flops['student_full'] / flops['teacher']:.3f}"),
         ("early-exit compute ratio", f"{bench['compute_ratio']:.3f}"),
+        ("mean compute per frame, early exit", f"{flops['student_full'] * bench['compute_ratio'] / 1e6:.1f} MFLOPs"),
         ("exit rates", " / ".join(f"{r:.2f}" for r in bench["exit_rate"])),
         ("p50 latency teacher (its fastest) / early exit",
          f"{_fastest_teacher_p50(bench):.2f} ms / {lat['early_exit']['p50']:.2f} ms"),
@@ -148,7 +158,7 @@ def _summary(bench: dict, run: dict, timings: dict) -> dict:
     for r in rows:
         t.add_row(*r)
     console.print(t)
-    return {"bench": bench, "video": run, "timings_s": timings}
+    return {"bench": bench, "video": run, "timings_s": timings, "student_shape": shape}
 
 
 def _fastest_teacher_p50(bench: dict) -> float:

@@ -23,7 +23,7 @@ from export.training import augment, batches, cosine_lr, load_split, normalize, 
 
 @dataclass
 class DistillConfig:
-    epochs: int = 30
+    epochs: int = 45
     batch_size: int = 64  # global: split across ranks when distributed
     lr: float = 2e-3
     weight_decay: float = 0.05

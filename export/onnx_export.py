@@ -89,7 +89,8 @@ def _manifest(student, stages: list[StageSpec]) -> Manifest:
         input=InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std)),
         stages=stages, exit_policy=policy, producer="edge-qwq export",
         student=StudentSpec(cfg.dim, cfg.depth, cfg.heads, cfg.patch, list(cfg.exits), groups,
-                            None if cfg.block_heads is None else list(cfg.block_heads), _pruning(cfg)),
+                            None if cfg.block_heads is None else list(cfg.block_heads), _pruning(cfg),
+                            cfg.stem_width),
         dynamic=DynamicSpec(reuse_window=0))
 
 

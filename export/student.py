@@ -30,6 +30,7 @@ class StudentConfig:
     mlp_ratio: float = 3.0
     exits: tuple[int, ...] = (2, 4)  # an exit head after these many blocks; the final head is implicit
     block_heads: tuple[int, ...] | None = None  # heads kept per block after pruning (None: `heads` in each)
+    stem_width: int | None = None  # channels of the stem's first conv, doubling after; None: scaled from dim
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     extra: dict = field(default_factory=dict)
@@ -68,9 +69,10 @@ class StudentConfig:
     def to_json(self) -> str:
         d = asdict(self)
         d["exits"] = list(self.exits)
-        if self.block_heads is None:
-            d.pop("block_heads")
-        else:
+        for optional in ("block_heads", "stem_width"):  # absent when unused: older readers stay happy
+            if d[optional] is None:
+                d.pop(optional)
+        if self.block_heads is not None:
             d["block_heads"] = list(self.block_heads)
         return json.dumps({"model_type": "edge-qwq-student", **d}, indent=2)
 
@@ -89,10 +91,12 @@ class StudentConfig:
 class ConvStem(nn.Module):
     """log2(patch) stride-2 convs: (B, 3, H, W) -> (B, dim, H/patch, W/patch)."""
 
-    def __init__(self, dim: int, patch: int):
+    def __init__(self, dim: int, patch: int, width: int | None = None):
         super().__init__()
+        from export.shapes import stem_channels
+
         n = int(math.log2(patch))
-        chans = [3] + [max(8, dim >> (n - 1 - i)) for i in range(n)]  # e.g. 3 -> 16 -> 32 -> 64
+        chans = stem_channels(dim, patch, width)  # e.g. 3 -> 16 -> 32 -> 64
         layers: list[nn.Module] = []
         for i in range(n):
             last = i == n - 1
@@ -165,7 +169,7 @@ class Student(nn.Module):
         config.validate()
         self.config = config
         grid = config.image_size // config.patch
-        self.stem = ConvStem(config.dim, config.patch)
+        self.stem = ConvStem(config.dim, config.patch, config.stem_width)
         self.pos = nn.Parameter(torch.zeros(1, grid * grid, config.dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
         self.blocks = nn.ModuleList(Block(config.dim, config.heads_in(i), config.mlp_ratio, config.head_dim)

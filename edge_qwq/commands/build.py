@@ -18,10 +18,10 @@ TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked agains
                    "bundle fits any of them.")
 @click.option("--student-out", default=None, type=click.Path(file_okay=False),
               help="Where the distilled student goes (default: OUT.student).")
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 10000), help="Distillation epochs.")
+@click.option("--epochs", default=45, show_default=True, type=click.IntRange(1, 10000), help="Distillation epochs.")
 @click.option("--budget", default=None, metavar="FRACTION|MSms",
               help="The student's size: a fraction of the teacher's FLOPs (0.1) or a latency on --target (1.5ms; "
-                   "roofline, FP16, full depth). Default: 10 % of the teacher's FLOPs, at most 50 MFLOPs.")
+                   "roofline, FP16, full depth). Default: 10 % of the teacher's FLOPs, at most 60 MFLOPs.")
 @click.option("--quantize", "mode", default="mixed", show_default=True,
               type=click.Choice(["mixed", "int8", "int4", "none"]), help="Quantization mode.")
 @click.option("--max-drop", default=0.3, show_default=True, type=float,

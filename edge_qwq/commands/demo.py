@@ -10,7 +10,7 @@ import click
 @click.option("--per-class", default=250, show_default=True, type=click.IntRange(8, 100000),
               help="Sample training images per class.")
 @click.option("--teacher-epochs", default=10, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--distill-epochs", default=30, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--distill-epochs", default=45, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--quantize/--no-quantize", default=True, show_default=True, help="Quantize the bundle (mixed).")
 @click.option("--fresh", is_flag=True, help="Delete the workdir first instead of reusing finished steps.")
 def command(workdir, per_class, teacher_epochs, distill_epochs, quantize, fresh):

@@ -182,6 +182,7 @@ class StudentSpec:
     awq_groups: list[AwqGroup] = field(default_factory=list)
     block_heads: list[int] | None = None  # heads kept per block after pruning; None: `heads` in every block
     pruning: PruningSpec | None = None
+    stem_width: int | None = None  # channels of the stem's first conv; None: scaled from dim
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudentSpec":
@@ -190,7 +191,8 @@ class StudentSpec:
         pruning = d.get("pruning")
         return cls(int(d["dim"]), int(d["depth"]), int(d["heads"]), int(d["patch"]), [int(e) for e in d["exits"]],
                    groups, None if bh is None else [int(h) for h in bh],
-                   None if pruning is None else PruningSpec.from_dict(pruning))
+                   None if pruning is None else PruningSpec.from_dict(pruning),
+                   None if d.get("stem_width") is None else int(d["stem_width"]))
 
     def to_dict(self) -> dict:
         d = {"dim": self.dim, "depth": self.depth, "heads": self.heads, "patch": self.patch,
@@ -199,6 +201,8 @@ class StudentSpec:
             d["block_heads"] = list(self.block_heads)
         if self.pruning is not None:
             d["pruning"] = self.pruning.to_dict()
+        if self.stem_width is not None:
+            d["stem_width"] = self.stem_width
         return d
 
 

@@ -15,10 +15,12 @@ def test_build_without_tensorrt_gives_a_complete_bundle_and_one_sentence(tmp_pat
                  "--epochs", "1"]) == 0
     capsys.readouterr()
     rc = main(["build", "--teacher", str(teacher), "--data", str(data), "--target", "orin", "--out", str(bundle),
-               "--epochs", "1", "--max-drop", "100"])  # a 1-epoch student: accuracy is not the point here
+               "--epochs", "1", "--max-drop", "100",  # a 1-epoch student: accuracy is not the point here
+               "--budget", "0.3ms"])  # sized by latency on the target (the tiny teacher is too small for 10 %)
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "engines will be built on the device" in err
+    assert "0.3 ms on orin-nano" in " ".join(err.split())  # the budget, on the Nano `orin` stands for
     m = json.loads((bundle / "manifest.json").read_text())
     assert all(s["quantized"] for s in m["stages"]) and "quantization" in m and "calibration" in m
     from edge_runtime.bundle import Bundle

@@ -147,3 +147,31 @@ def test_pruning_a_pruned_student_is_refused(setup, tmp_path):
     with pytest.raises(ExportError, match="already pruned"):
         prune_student(tmp_path / "p", setup / "teacher", setup / "data", 0.2, tmp_path / "out", epochs=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_and_estimate_show_the_flops_pruning_saved(tmp_path, capsys):
+    from edge_qwq.bench import run_bench
+    from edge_qwq.cli import main
+    from edge_runtime.bundle import Bundle
+    from export.onnx_export import export_bundle
+    from export.sample_data import make_sample
+    from export.shapes import Shape, shape_cost
+
+    student = make_tiny_student(dim=32, heads=4, depth=3)
+    pruned = prune_heads(student, [[0, 2], [1], [0, 1, 3]])
+    full, cut = (shape_cost(Shape.of(s.config), 32, 4) for s in (student, pruned))
+    pruned.config.extra["pruning"] = {"threshold": 0.2, "heads_kept": [[0, 2], [1], [0, 1, 3]], "score": "test",
+                                      "attention_flops_before": full.attention_flops,
+                                      "attention_flops_after": cut.attention_flops,
+                                      "flops_before": full.flops, "flops_after": cut.flops}
+    export_bundle(pruned, tmp_path / "b")
+    assert sum(s.flops for s in Bundle.open(tmp_path / "b").stages) == cut.flops  # the graphs really shrank
+
+    make_sample(tmp_path / "data", size=32, per_class=8, seed=0)
+    r = run_bench(tmp_path / "b", tmp_path / "data", frames=5, log=lambda m: None)
+    assert r["pruning"]["heads_kept_per_block"] == [2, 1, 3]
+    assert r["pruning"]["attention_flops"]["saved_pct"] == pytest.approx(100 * (1 - 6 / 12), abs=0.01)
+    assert r["flops"]["student_full"] == cut.flops
+    capsys.readouterr()
+    assert main(["estimate", "--bundle", str(tmp_path / "b"), "--target", "orin-nano"]) == 0
+    assert "50.0 % saved" in " ".join(capsys.readouterr().out.split())
