@@ -42,7 +42,7 @@ def distill(teacher_dir, data, out, student_config: dict | None = None, config: 
     `on_trained(student)` is called on every rank once training ends."""
     import torch
 
-    set_threads()
+    set_threads(1 if ranks is None else ranks.local_world)
     config = config or DistillConfig()
     torch.manual_seed(config.seed)
     student_config = dict(student_config or {})

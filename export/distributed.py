@@ -26,6 +26,7 @@ class Ranks:
     world: int
     backend: str  # "gloo" | "nccl"
     device: str = "cpu"
+    local_world: int = 1  # processes of the group on this machine (they share its cores)
     record: dict = field(default_factory=dict)
 
     def shard(self, idx):
@@ -79,10 +80,11 @@ def from_torchrun(device: str) -> Ranks | None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
         return None
     return _init(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), "env://", device,
-                 int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+                 int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
+                 int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
 
 
-def _init(rank: int, world: int, init_method: str, device: str, local_rank: int) -> Ranks:
+def _init(rank: int, world: int, init_method: str, device: str, local_rank: int, local_world: int) -> Ranks:
     import torch
     import torch.distributed as dist
 
@@ -92,7 +94,7 @@ def _init(rank: int, world: int, init_method: str, device: str, local_rank: int)
         device = f"cuda:{local_rank}"
     backend = "nccl" if cuda else "gloo"
     dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world)
-    return Ranks(rank, world, backend, device)
+    return Ranks(rank, world, backend, device, local_world)
 
 
 def run_distributed(teacher_dir, data, out, student_config: dict, config, nproc: int,
@@ -112,8 +114,7 @@ def run_distributed(teacher_dir, data, out, student_config: dict, config, nproc:
 def _worker(rank, world, port, teacher_dir, data, out, student_config, config, show_progress, result) -> None:
     import torch.distributed as dist
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
-    ranks = _init(rank, world, f"tcp://127.0.0.1:{port}", config.device, rank)
+    ranks = _init(rank, world, f"tcp://127.0.0.1:{port}", config.device, rank, world)
     try:
         metrics = distill_ranked(teacher_dir, data, out, student_config, config, show_progress, ranks)
         if rank == 0:

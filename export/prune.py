@@ -1,11 +1,14 @@
 """Attention-head pruning: measure each head, remove the weak ones structurally, recover by distillation.
 
-Importance (the seed's choice): gradient x activation. For head h of block b,
-    I(b, h) = sum over calibration images, tokens and channels of |dL/dy_h * y_h|
-where y_h (B, T, head_dim) is the head's output before the output projection and L is the distillation
-loss of every exit against the teacher (export/distill.py). It is the first-order estimate of how much the
-loss changes when the head's output is removed. I is normalised by the block's most important head, so
-the most important head of a block always scores 1 and is always kept; a head below the threshold goes.
+Importance: the head's gradient contribution to the loss (Michel, Levy and Neubig, "Are Sixteen Heads
+Really Better than One?", 2019). For head h of block b,
+    I(b, h) = sum over calibration images x of | sum over tokens and channels of dL/dy_h * y_h |
+where y_h (T, head_dim) is the head's output before the output projection and L is the distillation loss
+of every exit against the teacher (export/distill.py). The inner sum is the first-order change of the loss
+when the head is masked (the derivative by a gate on the head); its absolute value is taken per image, so
+what one image gains does not cancel what another loses. (The element-wise variant, sum |dL/dy * y|,
+bounds it from above and ranks every head of a trained student as nearly equal.) I is normalised by the
+block's most important head, so that head scores 1 and is always kept; a head below the threshold goes.
 
 The removal is structural: the head's rows of the Q/K/V projection and its columns of the output
 projection are cut (torch-pruning's channel functions do the cutting), so the pruned stage graphs are
@@ -20,7 +23,8 @@ import numpy as np
 
 from export.errors import ExportError
 
-SCORE = "gradient x activation: |dL/dy * y| summed over each head's output, L = distillation loss of all exits"
+SCORE = ("gradient contribution to the loss (Michel et al. 2019): per image |sum of dL/dy * y over the head's "
+         "output|, summed over the calibration images; L = distillation loss of all exits")
 
 
 @dataclass
@@ -37,7 +41,7 @@ def check_threshold(threshold: float) -> None:
 
 
 def head_importance(student, images_u8, labels, t_logits, config, batch_size: int = 64) -> list[np.ndarray]:
-    """Raw importance per block: (heads,) arrays of summed |grad x activation| (see the module doc)."""
+    """Raw importance per block: (heads,) arrays of per-image |gradient contribution| (see the module doc)."""
     import torch
 
     from export.distill import distill_loss
@@ -51,12 +55,13 @@ def head_importance(student, images_u8, labels, t_logits, config, batch_size: in
     try:
         for i in range(0, len(labels), batch_size):
             x = normalize(images_u8[i:i + batch_size], student.config.mean, student.config.std)
-            loss = distill_loss(student(x), t_logits[i:i + batch_size], labels[i:i + batch_size], config)
+            n = len(x)  # the loss is a batch mean: times n, each image's own loss and gradient
+            loss = n * distill_loss(student(x), t_logits[i:i + batch_size], labels[i:i + batch_size], config)
             student.zero_grad(set_to_none=True)
             loss.backward()
             for s, a in zip(scores, attns):
                 y = a.head_out  # (B, heads, T, head_dim)
-                s += (y.grad * y).abs().sum(dim=(0, 2, 3)).detach().double()
+                s += (y.grad * y).sum(dim=(2, 3)).abs().sum(dim=0).detach().double()  # (B, heads) -> (heads,)
     finally:
         for a in attns:
             a.keep_heads, a.head_out = False, None

@@ -93,9 +93,10 @@ def progress_bar(description: str, total: int, enabled: bool = True):
         yield lambda n=1, **kw: p.update(task, advance=n, info=" ".join(f"{k}={v}" for k, v in kw.items()))
 
 
-def set_threads() -> None:
+def set_threads(processes: int = 1) -> None:
+    """All cores for one process; an equal share each when `processes` train side by side."""
     import os
 
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, processes)))
