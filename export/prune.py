@@ -137,6 +137,7 @@ def prune_student(student_dir, teacher_dir, data, threshold: float, out, epochs:
     pruned = prune_heads(student, sel.kept)
     after_cut = _val_metrics(pruned, val, predict, normalize)
     log(f"heads kept per block: {[len(k) for k in sel.kept]} of {cfg.heads}; recovering for {epochs} epochs")
+    unfold_temperatures(pruned)  # train at the logit scale distillation trained at; finish_student refits them
     train_student(pruned, train, torch.from_numpy(teacher_logits(teacher, train.images, to_teacher)), dcfg,
                   show_progress)
     full, cut = shape_cost(Shape.of(cfg), cfg.image_size, cfg.num_classes), \
@@ -149,6 +150,19 @@ def prune_student(student_dir, teacher_dir, data, threshold: float, out, epochs:
     metrics = finish_student(pruned, data, train, val, out, extra={
         "pruning": pruning, "before": before, "after_cut": after_cut})
     return metrics
+
+
+def unfold_temperatures(student) -> None:
+    """Undo the exit temperatures export/exit_calibration.py folded into the heads (logits x T again)."""
+    import torch
+
+    temps = student.config.extra.pop("exit_temperatures", None)
+    if not temps:
+        return
+    with torch.no_grad():
+        for head, t in zip(student.heads, temps):
+            head.fc.weight *= t
+            head.fc.bias *= t
 
 
 def _check_classes(student_classes, teacher_classes, student_dir, teacher_dir) -> None:
