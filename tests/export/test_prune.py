@@ -175,3 +175,20 @@ def test_bench_and_estimate_show_the_flops_pruning_saved(tmp_path, capsys):
     capsys.readouterr()
     assert main(["estimate", "--bundle", str(tmp_path / "b"), "--target", "orin-nano"]) == 0
     assert "50.0 % saved" in " ".join(capsys.readouterr().out.split())
+
+
+def test_recovery_starts_from_the_logit_scale_distillation_trained_at():
+    import torch
+
+    from export.prune import unfold_temperatures
+
+    student = make_tiny_student()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        calibrated = student(x)
+    student.config.extra["exit_temperatures"] = [0.5, 2.0, 4.0]
+    unfold_temperatures(student)
+    with torch.no_grad():
+        for t, a, b in zip([0.5, 2.0, 4.0], calibrated, student(x)):
+            assert torch.allclose(b, a * t, atol=1e-5)
+    assert "exit_temperatures" not in student.config.extra  # refitted after recovery
