@@ -62,16 +62,14 @@ def stem_channels(dim: int, patch: int, width: int | None = None) -> list[int]:
     return [3] + [width << i for i in range(n - 1)] + [dim]
 
 
-@dataclass(frozen=True)
-class Shape:
-    patch: int
+class ShapeRules:
+    """What a student shape and a student config both derive from their fields."""
+
     dim: int
-    depth: int
     heads: int
+    depth: int
     exits: tuple[int, ...]
-    block_heads: tuple[int, ...] | None = None  # heads kept per block after pruning; None: `heads` in every block
-    mlp_ratio: float = MLP_RATIO
-    stem_width: int | None = None  # the stem's first conv channels (doubling after); None: scaled from dim
+    block_heads: tuple[int, ...] | None
 
     @property
     def head_dim(self) -> int:
@@ -82,7 +80,20 @@ class Shape:
 
     @property
     def stage_ends(self) -> list[int]:
+        """Block index (exclusive) at which each stage ends: exits plus the final block."""
         return sorted(set(self.exits) | {self.depth})
+
+
+@dataclass(frozen=True)
+class Shape(ShapeRules):
+    patch: int
+    dim: int
+    depth: int
+    heads: int
+    exits: tuple[int, ...]
+    block_heads: tuple[int, ...] | None = None  # heads kept per block after pruning; None: `heads` in every block
+    mlp_ratio: float = MLP_RATIO
+    stem_width: int | None = None  # the stem's first conv channels (doubling after); None: scaled from dim
 
     def describe(self) -> str:
         heads = "/".join(map(str, self.block_heads)) if self.block_heads else str(self.heads)

@@ -17,9 +17,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from export.shapes import ShapeRules
+
 
 @dataclass
-class StudentConfig:
+class StudentConfig(ShapeRules):
     classes: list[str]
     ok_class: str = "ok"
     image_size: int = 96
@@ -38,18 +40,6 @@ class StudentConfig:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.heads
-
-    def heads_in(self, block: int) -> int:
-        return self.block_heads[block] if self.block_heads else self.heads
-
-    @property
-    def stage_ends(self) -> list[int]:
-        """Block index (exclusive) at which each stage ends: exits plus the final block."""
-        return sorted(set(self.exits) | {self.depth})
 
     def validate(self) -> None:
         if self.patch < 2 or self.patch & (self.patch - 1):
