@@ -50,7 +50,11 @@ def describe(b) -> list[str]:
     if m.student:
         st = m.student
         lines.append(f"  student: dim {st.dim}, depth {st.depth}, heads {st.heads}, {st.patch} px tokens, exits after "
-                     f"blocks {st.exits}; {len(st.awq_groups)} AWQ groups")
+                     f"blocks {st.exits}; {len(st.awq_groups)} AWQ groups"
+                     + (f"; stem's first conv {st.stem_width} channels" if st.stem_width else "")
+                     + (f"; heads kept per block {st.block_heads}" if st.block_heads else ""))
+        if st.pruning:
+            lines.append(f"  {st.pruning.describe()}")
     lines += _quantization(m) + _calibration(m) + _engines(m)
     return lines
 

@@ -175,6 +175,9 @@ def test_bench_and_estimate_show_the_flops_pruning_saved(tmp_path, capsys):
     capsys.readouterr()
     assert main(["estimate", "--bundle", str(tmp_path / "b"), "--target", "orin-nano"]) == 0
     assert "50.0 % saved" in " ".join(capsys.readouterr().out.split())
+    assert main(["inspect", "--bundle", str(tmp_path / "b")]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "heads kept per block [2, 1, 3]" in shown and "pruned at prune_threshold 0.2" in shown
 
 
 def test_recovery_starts_from_the_logit_scale_distillation_trained_at():
