@@ -78,8 +78,9 @@ def command(teacher, data, out, budget, target, epochs, dim, depth, heads, patch
     except ValueError:
         raise click.BadParameter(f"--exits takes block numbers like 1,3, not {exits!r}") from None
     overrides = {"dim": dim, "depth": depth, "heads": heads, "patch": patch, "exits": exit_list}
-    distill_student(teacher, data, out, epochs, budget=budget, target=target, overrides=overrides, nproc=nproc,
-                    device=resolve_device(device), seed=seed, temperature=temperature, alpha=alpha)
-    from edge_qwq.console import console
+    m = distill_student(teacher, data, out, epochs, budget=budget, target=target, overrides=overrides, nproc=nproc,
+                        device=resolve_device(device), seed=seed, temperature=temperature, alpha=alpha)
+    if m:  # under torchrun, only rank 0 wrote the student
+        from edge_qwq.console import console
 
-    console.print(f"student saved to {out}")
+        console.print(f"student saved to {out}")
