@@ -71,15 +71,22 @@ def finish_student(student: Student, data, train, val, out, teacher_val_logits=N
     held_out = _calibration_split(data, train)
     temps = calibrate_exits(student, held_out.images, held_out.labels, lambda u8: normalize(u8, scfg.mean, scfg.std))
     scfg.extra["exit_temperatures"] = temps
-    exits = predict(lambda u8: student(normalize(u8, scfg.mean, scfg.std)), val.images)
     y = val.labels.numpy()
-    metrics = {"val_accuracy_per_exit": [float((e.argmax(1) == y).mean()) for e in exits],
-               **early_exit_metrics(exits, y, train.classes.index(scfg.ok_class)),
-               "exit_temperatures": temps, "classes": train.classes, "val_images": int(len(y)), **(extra or {})}
+    metrics = {**val_metrics(student, val), "exit_temperatures": temps, "classes": train.classes,
+               "val_images": int(len(y)), **(extra or {})}
     if teacher_val_logits is not None:
         metrics["teacher_val_accuracy"] = float((teacher_val_logits.argmax(1) == y).mean())
     save_student(student, out, metrics)
     return metrics
+
+
+def val_metrics(student: Student, val) -> dict:
+    """Accuracy per exit, and with early exit (default policy) and its exit rates, on the val split."""
+    cfg = student.config
+    exits = predict(lambda u8: student(normalize(u8, cfg.mean, cfg.std)), val.images)
+    y = val.labels.numpy()
+    return {"val_accuracy_per_exit": [float((e.argmax(1) == y).mean()) for e in exits],
+            **early_exit_metrics(exits, y, cfg.classes.index(cfg.ok_class))}
 
 
 def early_exit_metrics(exits: list[np.ndarray], y: np.ndarray, ok_index: int) -> dict:

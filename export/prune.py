@@ -107,11 +107,11 @@ def prune_student(student_dir, teacher_dir, data, threshold: float, out, epochs:
     Returns metrics: importance, heads kept, per-exit accuracy before and after, attention FLOPs."""
     import torch
 
-    from export.distill import DistillConfig, finish_student, teacher_logits, train_student
+    from export.distill import DistillConfig, finish_student, teacher_logits, train_student, val_metrics
     from export.shapes import Shape, shape_cost
     from export.student import load_student
     from export.teacher import load_teacher
-    from export.training import load_split, normalize, predict, set_threads
+    from export.training import load_split, set_threads
 
     check_threshold(threshold)
     set_threads()
@@ -133,9 +133,9 @@ def prune_student(student_dir, teacher_dir, data, threshold: float, out, epochs:
     raw = head_importance(student, calib.images, calib.labels,
                           torch.from_numpy(teacher_logits(teacher, calib.images, to_teacher)), dcfg)
     sel = select_heads(raw, threshold)
-    before = _val_metrics(student, val, predict, normalize)
+    before = val_metrics(student, val)
     pruned = prune_heads(student, sel.kept)
-    after_cut = _val_metrics(pruned, val, predict, normalize)
+    after_cut = val_metrics(pruned, val)
     log(f"heads kept per block: {[len(k) for k in sel.kept]} of {cfg.heads}; recovering for {epochs} epochs")
     unfold_temperatures(pruned)  # train at the logit scale distillation trained at; finish_student refits them
     train_student(pruned, train, torch.from_numpy(teacher_logits(teacher, train.images, to_teacher)), dcfg,
@@ -178,13 +178,3 @@ def _split_exists(data, split: str) -> bool:
 
     return (Path(data) / split).is_dir()
 
-
-def _val_metrics(student, val, predict, normalize) -> dict:
-    """Accuracy per exit, and with early exit (default policy) and its exit rates, on val."""
-    from export.distill import early_exit_metrics
-
-    cfg = student.config
-    exits = predict(lambda u8: student(normalize(u8, cfg.mean, cfg.std)), val.images)
-    y = val.labels.numpy()
-    return {"val_accuracy_per_exit": [float((e.argmax(1) == y).mean()) for e in exits],
-            **early_exit_metrics(exits, y, cfg.classes.index(cfg.ok_class))}

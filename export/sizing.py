@@ -83,7 +83,9 @@ class Choice:
     candidates: int
 
     def reason(self) -> str:
-        fmt = (lambda v: f"{v / 1e6:.1f} MFLOPs") if self.unit == "FLOPs" else (lambda v: f"{v:.3f} ms")
+        def fmt(v: float) -> str:
+            return _fmt(v, self.unit)
+
         why = (f"chose {self.shape.describe()}: {fmt(self.used)} at full depth, within the budget "
                f"({self.budget.describe()}: {fmt(self.limit)}); the largest of {self.candidates} shapes "
                "in the family that fits")
