@@ -35,6 +35,11 @@ class InferenceConfig:
     reuse_window: int | None = None  # frames a near-identical frame may reuse a decision (service); None: bundle's
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = the bundle's thread policy (see onnxruntime_backend)
     backend_options: dict = field(default_factory=dict)
+    tiling: str = "auto"  # "auto": the bundle's input mode; "on": tiles (a tile bundle only); "off": resize
+    tile_overlap: float | None = None  # None: the bundle's (manifest input.tile_overlap)
+    roi: str | None = None  # "x0,y0,x1,y1" or a mask image: the area inspected in tile mode
+    reuse_threshold: float | None = None  # grey levels; None: the bundle's (manifest dynamic.reuse_threshold)
+    frame_threshold: float | None = None  # tile score for a defect frame; None: the bundle's fitted one
 
 
 @dataclass
@@ -47,12 +52,20 @@ class Decision:
     stage_ms: list[float]
     model_version: str
     reused: bool = False
+    # tile mode only (None otherwise): where the defects are, the per-tile defect map, what the tiles cost
+    defects: list[dict] | None = None  # [{"label", "confidence", "box": [x0, y0, x1, y1]}], frame pixels
+    tile_map: list[list[float | None]] | None = None  # (rows, cols) tile defect scores
+    tiles: dict | None = None  # {"tiles", "rows", "cols", "inferred", "reused", "stage_tiles", "cut_ms"}
+    padded: bool | None = None  # the frame was smaller than one tile and was padded
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["confidence"] = round(self.confidence, 5)
         d["latency_ms"] = round(self.latency_ms, 3)
         d["stage_ms"] = [round(x, 3) for x in self.stage_ms]
+        for key in ("defects", "tile_map", "tiles", "padded"):
+            if d[key] is None:
+                del d[key]
         return d
 
 
@@ -72,6 +85,47 @@ class DynamicInference:
         self.policy = ExitPolicy.from_spec(self.bundle.exit_policy, self.backend.num_stages - 1,
                                            config.early_exit, config.early_exit_ok)
         self.executor = EarlyExitExecutor(self.backend, self.policy, self.ok_index)
+        self.tiled = self._open_tiling(config)
+
+    def _open_tiling(self, config: InferenceConfig):
+        """A TiledInference when frames are cut into tiles (the bundle's input mode, or --tiling), else None."""
+        from edge_runtime.reuse import TileReuse
+
+        mode = self.spec.mode
+        if config.tiling not in ("auto", "on", "off"):
+            raise EdgeError(f"tiling must be auto, on or off, not {config.tiling!r}")
+        if config.tiling == "on" and mode != "tile":
+            raise EdgeError(f"--tiling on: this bundle's input mode is {mode!r} (each frame scaled whole to "
+                            f"{self.spec.width}x{self.spec.height}), so its model never saw native-scale tiles; "
+                            "export it with --input-mode tile, or leave --tiling at auto")
+        if config.tiling == "off" or mode != "tile":
+            if config.roi:
+                raise EdgeError("--roi limits the tiles inspected: it needs tile mode (--tiling auto on a tile "
+                                "bundle, or --tiling on)")
+            return None
+        from edge_runtime.frame_inference import TiledInference
+        from edge_runtime.tiling import parse_roi
+
+        reuse = TileReuse(self.reuse_window, self.reuse_threshold)
+        return TiledInference(self.backend, self.spec, self.policy, self.ok_index, self.classes,
+                              self.frame_threshold, config.tile_overlap, parse_roi(config.roi), reuse)
+
+    @property
+    def frame_threshold(self) -> float:
+        """Tile score that makes a frame a defect: the config's, else the bundle's fitted one for this
+        precision, else 0.5 (a bundle whose frame threshold was never fitted)."""
+        from edge_runtime.frame_inference import UNFITTED_THRESHOLD
+
+        if self.config.frame_threshold is not None:
+            return float(self.config.frame_threshold)
+        frames = self.bundle.manifest.frames
+        fitted = frames.threshold_for(self.precision) if frames else None
+        return UNFITTED_THRESHOLD if fitted is None else fitted
+
+    @property
+    def reuse_threshold(self) -> float:
+        own = self.config.reuse_threshold
+        return float(own) if own is not None else self.bundle.manifest.dynamic.reuse_threshold
 
     @property
     def reuse_window(self) -> int:
@@ -95,14 +149,29 @@ class DynamicInference:
 
     def set_policy(self, policy: ExitPolicy) -> None:
         self.policy = self.executor.policy = policy
+        if self.tiled is not None:
+            self.tiled.set_policy(policy)
 
     def infer(self, image: np.ndarray | str | os.PathLike, max_stage: int | None = None) -> Decision:
-        """One frame (BGR uint8 (H, W, 3) as OpenCV gives it, or an image path) -> Decision."""
+        """One frame (BGR uint8 (H, W, 3) as OpenCV gives it, or an image path) -> Decision. In tile mode
+        the frame is cut into tiles and the decision says where its defects are."""
         if isinstance(image, (str, Path)):
             image = read_image(image)
+        if self.tiled is not None:
+            return self.infer_tiles(image)
         t0 = time.perf_counter()
         x = preprocess(image, self.spec)  # (1, 3, H, W)
         return self.infer_tensor(x, (time.perf_counter() - t0) * 1e3, max_stage)
+
+    def infer_tiles(self, image: np.ndarray, compact: bool = True) -> Decision:
+        """One frame in tile mode: every tile through per-tile early exit, one verdict with its boxes."""
+        t0 = time.perf_counter()
+        verdict, info = self.tiled.infer(image, compact=compact)
+        latency = (time.perf_counter() - t0) * 1e3
+        return Decision(self.classes[verdict.label_index], verdict.confidence, info.deepest_exit,
+                        verdict.label_index != self.ok_index, latency, info.stage_ms, self.bundle.version,
+                        reused=info.inferred == 0, defects=verdict.defects, tile_map=verdict.tile_map,
+                        tiles=info.to_dict(), padded=info.grid.padded)
 
     def infer_tensor(self, x: np.ndarray, prep_ms: float = 0.0, max_stage: int | None = None) -> Decision:
         """One preprocessed frame x (1, 3, H, W) float32 -> Decision; latency_ms = prep_ms + the stages."""

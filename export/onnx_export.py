@@ -19,22 +19,32 @@ import numpy as np
 from edge_runtime.bundle import (AwqGroup, Bundle, DynamicSpec, ExitPolicySpec, InputSpec, Manifest, StageSpec,
                                  StudentSpec)
 from edge_runtime.onnx_cost import graph_flops
+from edge_runtime.bundle.sections import INPUT_MODES
 from export.errors import ExportError
 
 OPSET = 17
 TOLERANCE = 1e-4  # max abs difference between torch and ONNX Runtime, per output
 
 
-def export_bundle(student, out: str | Path, force: bool = False, progress=None) -> Bundle:
+def export_bundle(student, out: str | Path, force: bool = False, progress=None, input_mode: str | None = None,
+                  tile_overlap: float = 0.25) -> Bundle:
     """Write `student` as a bundle at `out`. The bundle is written beside it and moved into place only
-    when every stage has passed its checks, so a failure never destroys an existing bundle."""
+    when every stage has passed its checks, so a failure never destroys an existing bundle.
+
+    input_mode: how the runtime shows a frame to the model, "resize" or "tile"; None: "tile" for a student
+    fine-tuned on frame tiles (export/frame_training.py), else "resize"."""
     out = Path(out)
+    input_mode = input_mode or student.config.extra.get("input_mode", "resize")
+    if input_mode not in INPUT_MODES:
+        raise ExportError(f"--input-mode must be one of {', '.join(INPUT_MODES)}, not {input_mode!r}")
+    if not 0.0 <= tile_overlap < 1.0:
+        raise ExportError(f"--tile-overlap must lie in [0, 1), got {tile_overlap}")
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out} exists and is not empty; choose another --out or pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_bundle(student, tmp, progress)
+        _write_bundle(student, tmp, progress, input_mode, tile_overlap)
         _swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -50,7 +60,7 @@ def _swap_into_place(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_bundle(student, root: Path, progress) -> Bundle:
+def _write_bundle(student, root: Path, progress, input_mode: str = "resize", tile_overlap: float = 0.25) -> Bundle:
     import torch
 
     cfg = student.config
@@ -71,7 +81,7 @@ def _write_bundle(student, root: Path, progress) -> Bundle:
         x = hidden
         if progress:
             progress(k, len(cfg.stage_ends))
-    bundle = Bundle.create(root, _manifest(student, stages))
+    bundle = Bundle.create(root, _manifest(student, stages, input_mode, tile_overlap))
     for s in stages:
         bundle.add_file(s.file)
     bundle.manifest.model_version = _model_version(bundle)
@@ -79,14 +89,15 @@ def _write_bundle(student, root: Path, progress) -> Bundle:
     return bundle
 
 
-def _manifest(student, stages: list[StageSpec]) -> Manifest:
+def _manifest(student, stages: list[StageSpec], input_mode: str = "resize", tile_overlap: float = 0.25) -> Manifest:
     cfg = student.config
     policy = ExitPolicySpec.default(len(stages) - 1)
     policy.temperatures = cfg.extra.get("exit_temperatures")
     groups = [AwqGroup(norm, list(linears)) for norm, linears in student.awq_groups()]
     return Manifest(
         classes=list(cfg.classes), ok_class=cfg.ok_class,
-        input=InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std)),
+        input=InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std), mode=input_mode,
+                        tile_overlap=float(tile_overlap)),
         stages=stages, exit_policy=policy, producer="edge-qwq export",
         student=StudentSpec(cfg.dim, cfg.depth, cfg.heads, cfg.patch, list(cfg.exits), groups,
                             None if cfg.block_heads is None else list(cfg.block_heads), _pruning(cfg),

@@ -27,3 +27,8 @@ class StageBackend(Protocol):
     def hidden_to_host(self, hidden: Any) -> np.ndarray:
         """The hidden state (B, tokens, dim) as a host array (health checks only; not on the hot path)."""
         ...
+
+    def take_rows(self, hidden: Any, rows: np.ndarray) -> Any:
+        """The hidden handle of batch rows `rows` (ascending indices) only, where it lives (host or device):
+        per-tile early exit passes only the tiles still undecided to the next stage (compaction)."""
+        ...

@@ -157,3 +157,7 @@ class OnnxRuntimeBackend:
 
     def hidden_to_host(self, hidden: np.ndarray) -> np.ndarray:
         return hidden
+
+    def take_rows(self, hidden: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The hidden state of the batch rows `rows` (ascending), for the next stage (tile compaction)."""
+        return np.ascontiguousarray(hidden[rows])

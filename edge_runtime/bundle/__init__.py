@@ -34,6 +34,7 @@ from edge_runtime.bundle.sections import (
     EngineEntry,
     EngineStage,
     ExitPolicySpec,
+    FrameSpec,
     InputSpec,
     InputStat,
     PruningSpec,
@@ -44,7 +45,7 @@ from edge_runtime.bundle.sections import (
 from edge_runtime.errors import BundleError
 
 __all__ = ["SCHEMA_VERSION", "MANIFEST", "Bundle", "Manifest", "AwqGroup", "CalibrationSpec", "DynamicSpec",
-           "EngineEntry", "EngineStage", "ExitPolicySpec", "InputSpec", "InputStat", "QuantizationSpec",
+           "EngineEntry", "EngineStage", "ExitPolicySpec", "FrameSpec", "InputSpec", "InputStat", "QuantizationSpec",
            "PruningSpec", "StageSpec", "StudentSpec", "sha256_file", "atomic_write_text"]
 
 MANIFEST = "manifest.json"

@@ -12,6 +12,7 @@ from edge_runtime.bundle.sections import (
     DynamicSpec,
     EngineEntry,
     ExitPolicySpec,
+    FrameSpec,
     InputSpec,
     QuantizationSpec,
     StageSpec,
@@ -21,7 +22,7 @@ from edge_runtime.bundle.sections import (
 SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("schema_version", "classes", "ok_class", "input", "stages", "exit_policy", "files")
 KNOWN_KEYS = REQUIRED_KEYS + ("producer", "model_version", "student", "dynamic", "quantization", "calibration",
-                              "engines")
+                              "engines", "frames")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Manifest:
     quantization: QuantizationSpec | None = None
     calibration: CalibrationSpec | None = None
     engines: dict[str, EngineEntry] = field(default_factory=dict)  # device fingerprint id -> engines
+    frames: FrameSpec | None = None  # tile mode's fitted frame-level decision
     extra: dict = field(default_factory=dict)  # sections this version does not know (kept as they are)
     schema_version: int = SCHEMA_VERSION
 
@@ -59,7 +61,8 @@ class Manifest:
                            ("dynamic", lambda v: DynamicSpec.from_dict(v or {})),
                            ("quantization", lambda v: None if v is None else QuantizationSpec.from_dict(v)),
                            ("calibration", lambda v: None if v is None else CalibrationSpec.from_dict(v)),
-                           ("engines", lambda v: {str(k): EngineEntry.from_dict(e) for k, e in (v or {}).items()})):
+                           ("engines", lambda v: {str(k): EngineEntry.from_dict(e) for k, e in (v or {}).items()}),
+                           ("frames", lambda v: None if v is None else FrameSpec.from_dict(v))):
             try:
                 parts[key] = build(d.get(key))
             except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -93,6 +96,7 @@ class Manifest:
              "quantization": self.quantization.to_dict() if self.quantization else None,
              "calibration": self.calibration.to_dict() if self.calibration else None,
              "engines": {k: e.to_dict() for k, e in self.engines.items()},
+             "frames": self.frames.to_dict() if self.frames else None,
              "files": dict(self.files)}
         d.update(self.extra)
         return d

@@ -10,7 +10,8 @@ architecture page, docs/architecture.md, has it too). Units are in the field nam
 | stages          | export (+ `quantized` by calib)     | backends, estimate, engine build, calib, inspect     |
 | exit_policy     | export (+ `exit_fraction` by calib) | runtime (ExitPolicy), bench, calib, estimate         |
 | student         | export                              | calib (AWQ groups), inspect                          |
-| dynamic         | export                              | runtime (reuse window), inspect                      |
+| dynamic         | export (+ tune)                     | runtime (reuse window and threshold), inspect        |
+| frames          | calib (frame threshold, tile mode)  | runtime (frame decision), bench, inspect             |
 | quantization    | calib                               | health monitor (agreement baseline), engine build    |
 |                 |                                     | (TensorRT version check), inspect                    |
 | calibration     | calib                               | health monitor (input and hidden references),        |
@@ -45,6 +46,8 @@ class InputSpec:
     std: tuple[float, float, float]
     layout: str = "NCHW"
     color: str = "RGB"
+    mode: str = "resize"  # how a frame becomes inputs: "resize" (whole frame) or "tile" (native-scale crops)
+    tile_overlap: float = 0.25  # tile mode: fraction (0..1) of a tile shared with its neighbour
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
@@ -52,11 +55,20 @@ class InputSpec:
         mean, std = tuple(_floats(d["mean"])), tuple(_floats(d["std"]))
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("mean and std need 3 values (R, G, B)")
-        return cls(int(h), int(w), mean, std, str(d.get("layout", "NCHW")), str(d.get("color", "RGB")))
+        mode, overlap = str(d.get("mode", "resize")), float(d.get("tile_overlap", 0.25))
+        if mode not in INPUT_MODES:
+            raise ValueError(f"input mode {mode!r} is not one of {', '.join(INPUT_MODES)}")
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"tile_overlap must lie in [0, 1), got {overlap}")
+        return cls(int(h), int(w), mean, std, str(d.get("layout", "NCHW")), str(d.get("color", "RGB")),
+                   mode, overlap)
 
     def to_dict(self) -> dict:
         return {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std),
-                "layout": self.layout, "color": self.color}
+                "layout": self.layout, "color": self.color, "mode": self.mode, "tile_overlap": self.tile_overlap}
+
+
+INPUT_MODES = ("resize", "tile")
 
 
 @dataclass
@@ -210,14 +222,46 @@ class StudentSpec:
 class DynamicSpec:
     """The dynamic-inference settings the runtime takes when the user gives none."""
 
-    reuse_window: int = 0  # frames that may reuse a near-identical frame's decision (0: off)
+    reuse_window: int = 0  # frames a frame's (or a tile's) result may be reused while its pixels stay (0: off)
+    reuse_threshold: float = 3.0  # grey levels: the largest patch change still counted as "unchanged"
 
     @classmethod
     def from_dict(cls, d: dict) -> "DynamicSpec":
-        return cls(int(d.get("reuse_window", 0)))
+        return cls(int(d.get("reuse_window", 0)), float(d.get("reuse_threshold", 3.0)))
 
     def to_dict(self) -> dict:
-        return {"reuse_window": self.reuse_window}
+        return {"reuse_window": self.reuse_window, "reuse_threshold": self.reuse_threshold}
+
+
+@dataclass
+class FrameSpec:
+    """Tile mode's frame-level decision, fitted on defect-free frames (calib/frame_threshold.py writes it).
+
+    A frame is a defect when one of its tiles scores at least `threshold[precision]`; a tile's score is
+    its defect probability (1 - p(ok)) at the exit it took, averaged with its strongest overlapping
+    neighbour (`evidence`). The threshold is the smallest that keeps the false-alarm rate on the fitting
+    frames at or under `false_alarm_target_fraction`, never under the tile's own 0.5."""
+
+    threshold: dict[str, float]  # precision ("fp32" | "quantized") -> tile score for "defect"
+    false_alarm_target_fraction: float
+    evidence: str  # how overlapping tiles combine: "max" | "pair"
+    fitted_on: dict[str, Any] = field(default_factory=dict)  # {"frames", "good_frames", "source", "frame_size"}
+    measured: dict[str, Any] = field(default_factory=dict)  # per precision: false alarms and recall on the fit frames
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrameSpec":
+        th = {str(k): float(v) for k, v in d["threshold"].items()}
+        if any(not 0.0 < v <= 1.0 for v in th.values()):
+            raise ValueError(f"frame thresholds must lie in (0, 1], got {th}")
+        return cls(th, float(d["false_alarm_target_fraction"]), str(d.get("evidence", "max")),
+                   dict(d.get("fitted_on") or {}), dict(d.get("measured") or {}))
+
+    def to_dict(self) -> dict:
+        return {"threshold": dict(self.threshold), "false_alarm_target_fraction": self.false_alarm_target_fraction,
+                "evidence": self.evidence, "fitted_on": self.fitted_on, "measured": self.measured}
+
+    def threshold_for(self, precision: str) -> float | None:
+        return self.threshold.get(precision)
 
 
 @dataclass

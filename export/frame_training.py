@@ -1,0 +1,172 @@
+"""Training the student for whole frames (tile mode): native-scale tiles cut from training frames.
+
+Crops alone do not make a frame inspector. Over the 234 tiles of a 1280x960 frame a 1 % per-tile false
+alarm rate flags most good frames, and the crops never show a defect cut by a tile border or the surface
+between defects. So after distillation the student is fine-tuned on tiles cut from the `train` frames
+(never the frames the threshold is fitted on or scored on), exactly as the runtime cuts them:
+
+* positives: tiles holding most (>= 60 %) of a defect's box, plus crops at random offsets around each
+  defect (a defect can sit anywhere in a tile at run time);
+* hard negatives: the defect-free tiles the current student scores as most defect-like (mined with the
+  student itself), plus as many random defect-free tiles;
+* tiles holding only a sliver of a defect are left out (neither label is true for them);
+* the crop training set is replayed, so the student stays a crop classifier too.
+
+    >>> stats = fine_tune_for_frames(student, crops, "data/frames/train")   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INSIDE = 0.6  # a tile is a positive when it holds at least this share of a defect's box
+AROUND = 6  # extra crops per defect at random offsets
+
+
+@dataclass
+class TileSet:
+    positives: np.ndarray  # (P, T, T, 3) uint8 RGB
+    positive_labels: np.ndarray  # (P,) int64
+    negatives: np.ndarray  # (Q, T, T, 3) uint8 RGB: defect-free tiles
+    ambiguous: int  # tiles left out
+
+
+def _inter(a, b) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def tile_label(rect, defects: list[dict], classes: list[str]) -> int | None:
+    """A grid tile's training label: the class of the defect it mostly holds, ok (the ok class index is
+    not needed here: -1) when it touches none, None when it holds only a sliver of one."""
+    best, share_best, touched = None, 0.0, False
+    for d in defects:
+        b = d["box"]
+        inter = _inter(rect, b)
+        if not inter:
+            continue
+        touched = True
+        share = inter / max(1, (b[2] - b[0]) * (b[3] - b[1]))
+        if share >= INSIDE and share > share_best:
+            best, share_best = classes.index(d["label"]), share
+    if best is not None:
+        return best
+    return None if touched else -1
+
+
+def _around(frame_rgb: np.ndarray, box, tile: int, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """n crops of tile x tile holding the whole box (or its centre part when it is larger), inside the frame."""
+    h, w = frame_rgb.shape[:2]
+    out = []
+    for _ in range(n):
+        lo_x, hi_x = max(0, box[2] - tile), min(box[0], w - tile)
+        lo_y, hi_y = max(0, box[3] - tile), min(box[1], h - tile)
+        x = int(rng.integers(min(lo_x, hi_x), max(lo_x, hi_x) + 1))
+        y = int(rng.integers(min(lo_y, hi_y), max(lo_y, hi_y) + 1))
+        out.append(frame_rgb[y:y + tile, x:x + tile])
+    return out
+
+
+def collect_tiles(frames_dir, classes: list[str], spec, seed: int = 0, limit: int | None = None) -> TileSet:
+    """Label every grid tile of the training frames, and add crops around each defect."""
+    import cv2
+
+    from edge_runtime.frame_eval import load_frames
+    from edge_runtime.tiling import TileGrid
+
+    frames = load_frames(frames_dir, limit)
+    rng = np.random.default_rng([seed, 7])
+    tile = spec.height
+    pos, pos_y, neg, ambiguous = [], [], [], 0
+    for i in range(len(frames)):
+        rgb = cv2.cvtColor(frames.image(i), cv2.COLOR_BGR2RGB)  # (H, W, 3)
+        grid = TileGrid.for_frame(rgb.shape[:2], (spec.height, spec.width), spec.tile_overlap)
+        truth = frames.truth[i]
+        for x0, y0, x1, y1 in grid.rects.tolist():
+            label = tile_label((x0, y0, x1, y1), truth, classes)
+            if label is None:
+                ambiguous += 1
+            elif label < 0:
+                neg.append(rgb[y0:y1, x0:x1])
+            else:
+                pos.append(rgb[y0:y1, x0:x1])
+                pos_y.append(label)
+        for d in truth:
+            crops = _around(rgb, d["box"], tile, rng, AROUND)
+            pos += crops
+            pos_y += [classes.index(d["label"])] * len(crops)
+    shape = (0, tile, tile, 3)
+    return TileSet(np.stack(pos) if pos else np.zeros(shape, np.uint8), np.asarray(pos_y, np.int64),
+                   np.stack(neg) if neg else np.zeros(shape, np.uint8), ambiguous)
+
+
+def mine_hard(student, negatives: np.ndarray, keep: int) -> np.ndarray:
+    """Indices of the `keep` defect-free tiles the student scores most defect-like (1 - p(ok), last exit)."""
+    import torch
+
+    from export.training import normalize, predict
+
+    cfg = student.config
+    ok = cfg.classes.index(cfg.ok_class)
+    student.eval()
+    with torch.no_grad():
+        last = predict(lambda u8: student(normalize(u8, cfg.mean, cfg.std))[-1:], torch.from_numpy(negatives),
+                       batch_size=256)[0]  # (Q, C)
+    z = last - last.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return np.argsort(1.0 - p[:, ok])[::-1][:keep]
+
+
+def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float = 5e-4, hard: int = 3000,
+                         seed: int = 0, show_progress: bool = True, log=print) -> dict:
+    """Fine-tune `student` (its exit temperatures unfolded) on crops + frame tiles; returns what it used."""
+    import torch
+    import torch.nn.functional as F
+
+    from export.training import augment, batches, cosine_lr, normalize, progress_bar
+
+    cfg = student.config
+    spec = _spec(cfg)
+    tiles = collect_tiles(frames_dir, cfg.classes, spec, seed)
+    ok = cfg.classes.index(cfg.ok_class)
+    hard_idx = mine_hard(student, tiles.negatives, min(hard, len(tiles.negatives)))
+    rng = np.random.default_rng([seed, 8])
+    rest = np.setdiff1d(np.arange(len(tiles.negatives)), hard_idx)
+    easy_idx = rng.choice(rest, size=min(len(hard_idx), len(rest)), replace=False)
+    neg = tiles.negatives[np.concatenate([hard_idx, easy_idx])]
+    images = torch.from_numpy(np.concatenate([crops.images.numpy(), tiles.positives, neg]))  # (N, T, T, 3)
+    labels = torch.from_numpy(np.concatenate([crops.labels.numpy(), tiles.positive_labels,
+                                              np.full(len(neg), ok, np.int64)]))
+    log(f"frame tiles: {len(tiles.positives)} defect tiles, {len(hard_idx)} hard and {len(easy_idx)} random "
+        f"defect-free tiles (of {len(tiles.negatives)}), {tiles.ambiguous} border tiles left out, "
+        f"{len(crops.labels)} crops replayed")
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.05)
+    gen = torch.Generator().manual_seed(seed)
+    n, bs = len(labels), 64
+    steps = epochs * ((n + bs - 1) // bs)
+    student.train()
+    step = 0
+    with progress_bar("frame tiles", steps, show_progress) as advance:
+        for epoch in range(epochs):
+            for idx in batches(n, bs, gen):
+                cosine_lr(opt, lr, step, steps, warmup=steps // 20)
+                x = normalize(augment(images[idx], gen), cfg.mean, cfg.std)
+                loss = sum(F.cross_entropy(logits, labels[idx]) for logits in student(x))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                advance(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    student.eval()
+    return {"frames_dir": str(Path(frames_dir)), "defect_tiles": int(len(tiles.positives)),
+            "hard_negatives": int(len(hard_idx)), "random_negatives": int(len(easy_idx)),
+            "negatives_seen": int(len(tiles.negatives)), "border_tiles_left_out": int(tiles.ambiguous),
+            "crops_replayed": int(len(crops.labels)), "epochs": epochs, "lr": lr}
+
+
+def _spec(cfg):
+    """The input spec tiles are cut with: the student's input size, the default overlap."""
+    from edge_runtime.bundle import InputSpec
+
+    return InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std), mode="tile")
