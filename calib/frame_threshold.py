@@ -53,23 +53,30 @@ def choose_threshold(good_maxima: np.ndarray, target: float) -> float:
     return float(min(1.0, max(FLOOR, t)))
 
 
+def tile_bundle(bundle_path) -> Bundle:
+    """The bundle, if it is in tile mode; else InputError (one line)."""
+    bundle = Bundle.open(bundle_path)
+    if bundle.input.mode != "tile":
+        raise InputError(f"{bundle_path}: input mode {bundle.input.mode!r}; a frame threshold is for tile-mode "
+                         "bundles (export --input-mode tile)")
+    return bundle
+
+
 def fit_frame_threshold(bundle_path, frames_dir, target: float = TARGET_FALSE_ALARMS,
                         precisions: list[str] | None = None,
-                        progress: Callable[[str, int, int], None] | None = None) -> FrameSpec:
+                        progress: Callable[[str, int, int], None] | None = None,
+                        min_good: int = MIN_GOOD_FRAMES) -> FrameSpec:
     """Fit and save the frame threshold for each precision the bundle has; returns the manifest section."""
     from edge_runtime.frame_eval import load_frames
 
     if not 0.0 <= target < 1.0:
         raise InputError(f"the false-alarm target must lie in [0, 1), got {target}")
-    bundle = Bundle.open(bundle_path)
-    if bundle.input.mode != "tile":
-        raise InputError(f"{bundle_path}: input mode {bundle.input.mode!r}; a frame threshold is for tile-mode "
-                         "bundles (export --input-mode tile)")
+    bundle = tile_bundle(bundle_path)
     frames = load_frames(frames_dir)
     defect = np.array([bool(t) for t in frames.truth])
-    if (~defect).sum() < MIN_GOOD_FRAMES:
+    if (~defect).sum() < min_good:
         raise InputError(f"{frames_dir} has {(~defect).sum()} defect-free frames; fitting needs at least "
-                         f"{MIN_GOOD_FRAMES} (more gives a steadier threshold)")
+                         f"{min_good} (more gives a steadier threshold)")
     if precisions is None:
         precisions = ["fp32"] + (["quantized"] if all(s.quantized for s in bundle.stages) else [])
     thresholds, measured = {}, {}

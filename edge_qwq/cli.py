@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "teacher": ("teacher", "Train a transformers image classifier to act as the teacher."),
     "distill": ("distill", "Distil a teacher into the early-exit student."),
     "prune": ("prune", "Remove weak attention heads of a student structurally, then recover."),
+    "frames": ("frames", "Whole camera frames: train on frame tiles, fit the frame-level threshold."),
     "export": ("export_cmd", "Export a student as staged ONNX graphs in a bundle."),
     "quantize": ("quantize", "Quantize a bundle's stages (INT8, AWQ INT4, mixed)."),
     "lint": ("lint", "Check a bundle against the TensorRT ONNX rules, without TensorRT."),

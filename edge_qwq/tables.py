@@ -60,3 +60,28 @@ def student_table(rows: list[dict], teacher: dict | None = None, title: str = "s
                   " / ".join(f"{100 * a:.2f}" for a in r["exit_accuracy"]), f"{100 * r['early_exit_accuracy']:.2f}",
                   " / ".join(f"{x:.2f}" for x in r["exit_rates"]), *[f"{r['ms'][k]:.3f}" for k in targets])
     return t
+
+
+def frame_bench_table(r: dict) -> Table:
+    """Whole-frame bench: early exit with compaction beside every tile at full depth, same run."""
+    t = Table(title=f"frames ({r['frames']} of {r['frame_size'][0]}x{r['frame_size'][1]}, {r['precision']}, "
+                    f"threshold {r['threshold']:.4f}; ms here, ONNX Runtime CPU)")
+    cols = ("path", "recall %", "false alarms %", "accuracy %", "located %", "false boxes/frame", "tiles/frame",
+            "compute ratio", "p50 ms", "p99 ms")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "path" else "right")
+    for name, key in (("per-tile early exit", "early_exit"), ("full depth", "full_depth")):
+        m = r[key]
+        t.add_row(name, _pct(m["recall_pct"]), _pct(m["false_alarm_pct"]), _pct(m["accuracy_pct"]),
+                  _pct(m["located_pct"]), f"{m['false_boxes_per_frame']:.3f}", f"{m['tiles_per_frame']:.0f}",
+                  f"{m['compute_ratio']:.3f}", f"{m['latency_ms']['p50']:.1f}", f"{m['latency_ms']['p99']:.1f}")
+    t.caption = f"speed-up of early exit: {r['speedup']['p50']:.2f}x (p50), {r['speedup']['mean']:.2f}x (mean)"
+    est = r.get("estimate") or {}
+    rows = [f"{k} {v['mean_ms']:.2f} ms" for k, v in est.items() if isinstance(v, dict) and "mean_ms" in v]
+    if rows:
+        t.caption += "; estimated per 1920x1080 frame: " + ", ".join(rows)
+    return t
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.2f}"

@@ -29,8 +29,9 @@ AROUND = 6  # extra crops per defect at random offsets
 class TileSet:
     positives: np.ndarray  # (P, T, T, 3) uint8 RGB
     positive_labels: np.ndarray  # (P,) int64
-    negatives: np.ndarray  # (Q, T, T, 3) uint8 RGB: defect-free tiles
+    negatives: np.ndarray  # (Q, T, T, 3) uint8 RGB: defect-free tiles kept (hard and random)
     ambiguous: int  # tiles left out
+    negatives_seen: int = 0  # defect-free tiles looked at
 
 
 def _inter(a, b) -> int:
@@ -68,8 +69,11 @@ def _around(frame_rgb: np.ndarray, box, tile: int, rng: np.random.Generator, n: 
     return out
 
 
-def collect_tiles(frames_dir, classes: list[str], spec, seed: int = 0, limit: int | None = None) -> TileSet:
-    """Label every grid tile of the training frames, and add crops around each defect."""
+def collect_tiles(frames_dir, classes: list[str], spec, score=None, hard_per_frame: int = 16,
+                  random_per_frame: int = 16, seed: int = 0, limit: int | None = None) -> TileSet:
+    """Label every grid tile of the training frames and add crops around each defect. Of each frame's
+    defect-free tiles, keep the `hard_per_frame` that `score` (tiles u8 (n, T, T, 3) -> (n,) defect score)
+    rates most defect-like and `random_per_frame` others at random: memory stays bounded on many frames."""
     import cv2
 
     from edge_runtime.frame_eval import load_frames
@@ -78,17 +82,17 @@ def collect_tiles(frames_dir, classes: list[str], spec, seed: int = 0, limit: in
     frames = load_frames(frames_dir, limit)
     rng = np.random.default_rng([seed, 7])
     tile = spec.height
-    pos, pos_y, neg, ambiguous = [], [], [], 0
+    pos, pos_y, neg, ambiguous, seen = [], [], [], 0, 0
     for i in range(len(frames)):
         rgb = cv2.cvtColor(frames.image(i), cv2.COLOR_BGR2RGB)  # (H, W, 3)
         grid = TileGrid.for_frame(rgb.shape[:2], (spec.height, spec.width), spec.tile_overlap)
-        truth = frames.truth[i]
+        truth, free = frames.truth[i], []
         for x0, y0, x1, y1 in grid.rects.tolist():
             label = tile_label((x0, y0, x1, y1), truth, classes)
             if label is None:
                 ambiguous += 1
             elif label < 0:
-                neg.append(rgb[y0:y1, x0:x1])
+                free.append(rgb[y0:y1, x0:x1])
             else:
                 pos.append(rgb[y0:y1, x0:x1])
                 pos_y.append(label)
@@ -96,30 +100,42 @@ def collect_tiles(frames_dir, classes: list[str], spec, seed: int = 0, limit: in
             crops = _around(rgb, d["box"], tile, rng, AROUND)
             pos += crops
             pos_y += [classes.index(d["label"])] * len(crops)
+        if free:
+            free_arr = np.stack(free)  # (n, T, T, 3)
+            seen += len(free_arr)
+            neg.append(free_arr[_pick(free_arr, score, hard_per_frame, random_per_frame, rng)])
     shape = (0, tile, tile, 3)
     return TileSet(np.stack(pos) if pos else np.zeros(shape, np.uint8), np.asarray(pos_y, np.int64),
-                   np.stack(neg) if neg else np.zeros(shape, np.uint8), ambiguous)
+                   np.concatenate(neg) if neg else np.zeros(shape, np.uint8), ambiguous, seen)
 
 
-def mine_hard(student, negatives: np.ndarray, keep: int) -> np.ndarray:
-    """Indices of the `keep` defect-free tiles the student scores most defect-like (1 - p(ok), last exit)."""
+def _pick(tiles: np.ndarray, score, hard: int, random: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices: the `hard` highest-scoring tiles (when a scorer is given) and `random` of the rest."""
+    top = np.argsort(score(tiles))[::-1][:hard] if score is not None else np.zeros(0, np.int64)
+    rest = np.setdiff1d(np.arange(len(tiles)), top)
+    return np.concatenate([top, rng.choice(rest, size=min(random, len(rest)), replace=False)]).astype(np.int64)
+
+
+def student_scorer(student):
+    """tiles u8 (n, T, T, 3) -> (n,) the student's defect score (1 - p(ok)) at its last exit."""
     import torch
 
-    from export.training import normalize, predict
+    from export.training import normalize
 
     cfg = student.config
     ok = cfg.classes.index(cfg.ok_class)
-    student.eval()
-    with torch.no_grad():
-        last = predict(lambda u8: student(normalize(u8, cfg.mean, cfg.std))[-1:], torch.from_numpy(negatives),
-                       batch_size=256)[0]  # (Q, C)
-    z = last - last.max(axis=1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    return np.argsort(1.0 - p[:, ok])[::-1][:keep]
+
+    def score(tiles: np.ndarray) -> np.ndarray:
+        student.eval()
+        with torch.no_grad():
+            p = torch.softmax(student(normalize(torch.from_numpy(tiles), cfg.mean, cfg.std))[-1], dim=1)
+        return (1.0 - p[:, ok]).numpy()
+
+    return score
 
 
-def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float = 5e-4, hard: int = 3000,
-                         seed: int = 0, show_progress: bool = True, log=print) -> dict:
+def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float = 5e-4, hard_per_frame: int = 16,
+                         random_per_frame: int = 16, seed: int = 0, show_progress: bool = True, log=print) -> dict:
     """Fine-tune `student` (its exit temperatures unfolded) on crops + frame tiles; returns what it used."""
     import torch
     import torch.nn.functional as F
@@ -128,19 +144,15 @@ def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float 
 
     cfg = student.config
     spec = _spec(cfg)
-    tiles = collect_tiles(frames_dir, cfg.classes, spec, seed)
     ok = cfg.classes.index(cfg.ok_class)
-    hard_idx = mine_hard(student, tiles.negatives, min(hard, len(tiles.negatives)))
-    rng = np.random.default_rng([seed, 8])
-    rest = np.setdiff1d(np.arange(len(tiles.negatives)), hard_idx)
-    easy_idx = rng.choice(rest, size=min(len(hard_idx), len(rest)), replace=False)
-    neg = tiles.negatives[np.concatenate([hard_idx, easy_idx])]
-    images = torch.from_numpy(np.concatenate([crops.images.numpy(), tiles.positives, neg]))  # (N, T, T, 3)
+    tiles = collect_tiles(frames_dir, cfg.classes, spec, student_scorer(student), hard_per_frame,
+                          random_per_frame, seed)
+    images = torch.from_numpy(np.concatenate([crops.images.numpy(), tiles.positives, tiles.negatives]))
     labels = torch.from_numpy(np.concatenate([crops.labels.numpy(), tiles.positive_labels,
-                                              np.full(len(neg), ok, np.int64)]))
-    log(f"frame tiles: {len(tiles.positives)} defect tiles, {len(hard_idx)} hard and {len(easy_idx)} random "
-        f"defect-free tiles (of {len(tiles.negatives)}), {tiles.ambiguous} border tiles left out, "
-        f"{len(crops.labels)} crops replayed")
+                                              np.full(len(tiles.negatives), ok, np.int64)]))  # (N,)
+    log(f"frame tiles: {len(tiles.positives)} defect tiles, {len(tiles.negatives)} defect-free tiles "
+        f"({hard_per_frame} hardest and {random_per_frame} random per frame, of {tiles.negatives_seen}), "
+        f"{tiles.ambiguous} border tiles left out, {len(crops.labels)} crops replayed")
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(seed)
     n, bs = len(labels), 64
@@ -160,9 +172,10 @@ def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float 
                 advance(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     student.eval()
     return {"frames_dir": str(Path(frames_dir)), "defect_tiles": int(len(tiles.positives)),
-            "hard_negatives": int(len(hard_idx)), "random_negatives": int(len(easy_idx)),
-            "negatives_seen": int(len(tiles.negatives)), "border_tiles_left_out": int(tiles.ambiguous),
-            "crops_replayed": int(len(crops.labels)), "epochs": epochs, "lr": lr}
+            "defect_free_tiles": int(len(tiles.negatives)), "hard_per_frame": hard_per_frame,
+            "random_per_frame": random_per_frame, "negatives_seen": int(tiles.negatives_seen),
+            "border_tiles_left_out": int(tiles.ambiguous), "crops_replayed": int(len(crops.labels)),
+            "epochs": epochs, "lr": lr}
 
 
 def _spec(cfg):
@@ -170,3 +183,29 @@ def _spec(cfg):
     from edge_runtime.bundle import InputSpec
 
     return InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std), mode="tile")
+
+
+def frame_tune_student(student_dir, data, frames_dir, out, epochs: int = 4, lr: float = 5e-4,
+                       hard_per_frame: int = 16, random_per_frame: int = 16, seed: int = 0,
+                       show_progress: bool = True, log=print) -> dict:
+    """Load a distilled student, fine-tune it on frame tiles, re-fit its exit temperatures, and save it to
+    OUT marked for tile mode (export then writes `input.mode: tile`). Returns its metrics on DATA/val."""
+    import torch
+
+    from export.distill import finish_student
+    from export.prune import unfold_temperatures
+    from export.student import load_student
+    from export.training import load_split, set_threads
+
+    set_threads()
+    torch.manual_seed(seed)
+    student = load_student(student_dir)
+    cfg = student.config
+    train = load_split(data, "train", cfg.image_size, classes=cfg.classes)
+    val = load_split(data, "val", cfg.image_size, classes=cfg.classes)
+    unfold_temperatures(student)  # train at the logit scale distillation trained at; finish_student refits them
+    stats = fine_tune_for_frames(student, train, frames_dir, epochs, lr, hard_per_frame, random_per_frame, seed,
+                                 show_progress, log)
+    cfg.extra["input_mode"] = "tile"
+    cfg.extra["frame_training"] = stats
+    return finish_student(student, data, train, val, out, extra={"frame_training": stats})
