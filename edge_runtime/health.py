@@ -88,6 +88,7 @@ class HealthMonitor:
         self._q: queue.Queue = queue.Queue(maxsize=self.cfg.queue_size)
         self._acc = 0.0
         self.sampled = self.skipped = 0
+        self._rng = np.random.default_rng(0)  # which tile of a frame a tile-mode check looks at
         self._thread = threading.Thread(target=self._work, name="health", daemon=True)
         self._thread.start()
 
@@ -142,7 +143,7 @@ class HealthMonitor:
 
     def _check(self, frame_bgr: np.ndarray, decision) -> None:
         spec = self.model.spec
-        rgb = to_rgb_resized(frame_bgr, spec)  # (h, w, 3) uint8
+        rgb = to_rgb_resized(self._view(frame_bgr), spec)  # (h, w, 3) uint8
         x = normalize_rgb(rgb, spec)  # (1, 3, h, w) float32
         primary = self.model.run_all_stages(x)
         ref = self.shadow.reference_outputs(x) if self.shadow.active else primary
@@ -151,6 +152,16 @@ class HealthMonitor:
                 self._act(self.shadow.update(primary[0], ref[0], self.model.policy, self.model.ok_index))
             self._act(self.input.update(input_stats(rgb)))
             self._act(self.saturation.update(ref[1]))
+
+    def _view(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """What the model sees of a frame: the frame (resize mode), or one of its tiles at random (tile
+        mode: a whole frame shrunk to a tile is an image the model never sees)."""
+        tiled = getattr(self.model, "tiled", None)
+        if tiled is None:
+            return frame_bgr
+        grid = tiled.grid_for(frame_bgr)
+        x0, y0, x1, y1 = grid.rects[int(self._rng.integers(len(grid)))]
+        return frame_bgr[y0:y1, x0:x1]
 
     def _act(self, finding: Finding | None) -> None:
         if finding is None:

@@ -12,6 +12,11 @@ source), each a one-line EdgeError, closing what was already opened. READY=1 goe
 flow; WATCHDOG=1 from the loop itself, so a hung loop gets restarted. SIGTERM (or SIGINT) stops the loop,
 commits the pending decisions and closes the store. A rollback requested by the health monitor is carried
 out by the loop, between two frames (`ActiveModel.rollback_now`).
+
+Tile mode (a tile bundle, or --tiling on): frames are decoded at full size and inferred whole (the model
+cuts them into tiles; no resize in the decode thread); whole-frame reuse is off, since the model reuses
+unchanged tiles itself; the stored row and the JSON lines carry the defect boxes and the tile counts, and
+evidence JPEGs and /latest.jpg show the boxes (and, with `heatmap`, the tile map).
 """
 from __future__ import annotations
 
@@ -55,6 +60,13 @@ class ServiceConfig:
     threads: int = 0
     max_frames: int = 0
     full_res_frames: bool = False  # MJPEG: decode at full size (evidence, /latest.jpg) at a CPU cost
+    tiling: str = "auto"  # "auto": the bundle's input mode; "on": tiles (a tile bundle only); "off": resize
+    tile_overlap: float | None = None  # None: the bundle's
+    roi: str | None = None  # tile mode: "x0,y0,x1,y1" or a mask image
+    reuse_threshold: float | None = None  # None: the bundle's (manifest dynamic.reuse_threshold)
+    frame_threshold: float | None = None  # tile mode: None: the bundle's fitted frame threshold
+    heatmap: bool = False  # tile mode: lay the tile map over /latest.jpg and evidence JPEGs
+    tile_map: bool = False  # tile mode: the JSON lines also carry each frame's tile map (not stored in SQLite)
     connect_timeout: float = 10.0
     handle_signals: bool = True  # SIGTERM/SIGINT stop the loop (main thread only)
     health: HealthConfig = field(default_factory=HealthConfig)
@@ -70,7 +82,7 @@ class Service:
         self.events: deque[dict] = deque(maxlen=50)
         self._pending_events: deque[dict] = deque()
         self._stop = threading.Event()
-        self._latest: tuple[np.ndarray, object] | None = None
+        self._latest: tuple[np.ndarray, Decision, object] | None = None  # frame, decision, its TileGrid
         self._latency: deque[float] = deque(maxlen=1000)
         self._times: deque[float] = deque(maxlen=300)
         self._exit_counts: dict[int, int] = {}
@@ -84,7 +96,10 @@ class Service:
         bundle_dir, install_root = installer.resolve(config.bundle)
         inference = InferenceConfig(backend=config.backend, precision=config.precision,
                                     early_exit=config.early_exit, early_exit_ok=config.early_exit_ok,
-                                    reuse_window=config.reuse_window, threads=config.threads)
+                                    reuse_window=config.reuse_window, threads=config.threads,
+                                    tiling=config.tiling, tile_overlap=config.tile_overlap, roi=config.roi,
+                                    reuse_threshold=config.reuse_threshold,
+                                    frame_threshold=config.frame_threshold)
         self.active = ActiveModel(bundle_dir, install_root, inference,
                                   replace(config.health, sample_rate=config.shadow_rate),
                                   event=self._event, health_event=self._event_threadsafe, on_switch=self._switched)
@@ -134,13 +149,13 @@ class Service:
         stack.callback(self.store.close)  # last decisions committed on every way out
         from edge_runtime.sources import open_source
 
-        spec = self.model.spec
         self.source = open_source(self.cfg.source, connect_timeout=self.cfg.connect_timeout,  # no such source
                                   prepare=self._prepare,
-                                  min_size=None if self.cfg.full_res_frames else (spec.height, spec.width))
+                                  min_size=None if self.cfg.full_res_frames else self._decode_size)
         stack.callback(self.source.close)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
-                                "precision": self.model.precision, "source": self.cfg.source})
+                                "precision": self.model.precision, "source": self.cfg.source,
+                                "input_mode": "tile" if self.tiled else "resize"})
 
     def _open_store(self) -> Sink:
         if not self.cfg.store:
@@ -150,21 +165,38 @@ class Service:
         return DecisionStore(self.cfg.store, jsonl=self.cfg.jsonl)
 
     def _switched(self, model: DynamicInference, health: HealthMonitor) -> None:
-        """A model was loaded (start, rollback, fallback): decide with it from the next frame on."""
+        """A model was loaded (start, rollback, fallback): decide with it from the next frame on. In tile
+        mode whole-frame reuse is off: the model reuses unchanged tiles itself (same window and threshold)."""
         self.model, self.health = model, health
-        self.reuse.window = model.reuse_window
+        self.reuse.window = 0 if model.tiled is not None else model.reuse_window
+        self.reuse.threshold = model.reuse_threshold
         self.reuse.reset()
 
-    def _prepare(self, image: np.ndarray) -> np.ndarray:
-        """Preprocessing, run in the source's decode thread (overlaps inference)."""
+    @property
+    def tiled(self) -> bool:
+        """The model in use cuts frames into tiles."""
+        return self.model is not None and self.model.tiled is not None
+
+    def _decode_size(self) -> tuple[int, int] | None:
+        """The smallest frame size the model in use needs, asked by the source at every frame: its input
+        size when it resizes frames (MJPEG can then decode at a reduced scale), None (full size) in tile
+        mode, where every pixel counts."""
+        m = self.model
+        return None if m.tiled is not None else (m.spec.height, m.spec.width)
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray | None:
+        """Preprocessing, run in the source's decode thread (overlaps inference); none in tile mode (the
+        model cuts the full frame into tiles itself)."""
         from edge_runtime.preprocess import preprocess
 
-        return preprocess(image, self.model.spec)
+        m = self.model
+        return None if m.tiled is not None else preprocess(image, m.spec)
 
     def _infer(self, frame: Frame) -> Decision:
-        """The model on a frame whose tensor the decode thread already prepared (else on its image)."""
+        """The model on a frame whose tensor the decode thread already prepared (else on its image; always
+        on its image in tile mode)."""
         m = self.model
-        if frame.tensor is None or frame.tensor.shape[2:] != (m.spec.height, m.spec.width):
+        if m.tiled is not None or frame.tensor is None or frame.tensor.shape[2:] != (m.spec.height, m.spec.width):
             return m.infer(frame.image)
         return m.infer_tensor(frame.tensor, frame.prep_ms)
 
@@ -183,23 +215,33 @@ class Service:
 
     def _process(self, frame: Frame) -> None:
         t0 = time.perf_counter()
-        d = self.reuse.lookup(frame.image)
+        tiled = self.model.tiled
+        d = self.reuse.lookup(frame.image) if tiled is None else None
         if d is None:
             d = self._infer(frame)
-            self.reuse.remember(frame.image, d)
-            self.health.submit(frame.image, d)
-            self.health.observe(d)
-            self.inferred += 1
-            self._exit_counts[d.exit_index] = self._exit_counts.get(d.exit_index, 0) + 1
-            self.metrics.child(self.metrics.exits, str(d.exit_index)).inc()
+            if tiled is None:
+                self.reuse.remember(frame.image, d)
+            if not d.reused:  # tile mode: a frame whose every tile was reused ran no stage
+                self.health.submit(frame.image, d)
+                self.health.observe(d)
+                self.inferred += 1
+                self._exit_counts[d.exit_index] = self._exit_counts.get(d.exit_index, 0) + 1
+                self.metrics.child(self.metrics.exits, str(d.exit_index)).inc()
         else:
             d = replace(d, latency_ms=(time.perf_counter() - t0) * 1e3)
-        evidence = self._save_evidence(frame, d) if d.is_defect else None
-        self.store.add({"time": time.time(), "frame_id": frame.id, "source": self.cfg.source, "label": d.label,
-                        "confidence": round(d.confidence, 5), "exit": d.exit_index,
-                        "latency_ms": round(d.latency_ms, 3), "model_version": d.model_version,
-                        "reused": int(d.reused), "evidence": evidence})
-        self._latest = (frame.image, d)
+        grid = tiled.grid_for(frame.image) if tiled is not None else None  # cached: one per frame size
+        evidence = self._save_evidence(frame, d, grid) if d.is_defect else None
+        row = {"time": time.time(), "frame_id": frame.id, "source": self.cfg.source, "label": d.label,
+               "confidence": round(d.confidence, 5), "exit": d.exit_index, "latency_ms": round(d.latency_ms, 3),
+               "model_version": d.model_version, "reused": int(d.reused), "evidence": evidence}
+        if d.defects is not None:
+            row["defects"] = d.defects
+        if d.tiles is not None:
+            row["tiles"] = d.tiles
+        if self.cfg.tile_map and d.tile_map is not None:
+            row["tile_map"] = d.tile_map  # JSON lines only: the store has no column for it
+        self.store.add(row)
+        self._latest = (frame.image, d, grid)
         self.frames += 1
         self._latency.append(d.latency_ms)
         self._times.append(time.monotonic())
@@ -208,11 +250,17 @@ class Service:
         if d.is_defect:
             self.metrics.defects.inc()
 
-    def _save_evidence(self, frame: Frame, d: Decision) -> str | None:
+    def _save_evidence(self, frame: Frame, d: Decision, grid=None) -> str | None:
+        """The defect frame as a JPEG; in tile mode with its defect boxes drawn (and the tile map)."""
         if self.evidence is None:
             return None
+        image = frame.image
+        if d.defects or (self.cfg.heatmap and d.tile_map):
+            from edge_runtime.overlay import draw_defects
+
+            image = draw_defects(image, d, self.cfg.heatmap, grid)
         was_paused = self.evidence.paused_reason
-        path = self.evidence.save(frame.image, frame.id, d.label)
+        path = self.evidence.save(image, frame.id, d.label)
         if self.evidence.paused_reason and not was_paused:
             print(f"edge-qwq: warning: {self.evidence.paused_reason}", file=sys.stderr, flush=True)
             self._event("evidence_paused", {"reason": self.evidence.paused_reason})
@@ -269,8 +317,19 @@ class Service:
         latest = self._latest
         if latest is None:
             return None
-        ok, buf = cv2.imencode(".jpg", annotate(*latest))
+        image, decision, grid = latest
+        ok, buf = cv2.imencode(".jpg", annotate(image, decision, self.cfg.heatmap, grid))
         return buf.tobytes() if ok else None
+
+    def _reuse_status(self) -> dict:
+        """Whole-frame reuse; in tile mode the model's changed-tiles-only reuse (of the model in use)."""
+        m = self.model
+        if m is not None and m.tiled is not None:
+            r = m.tiled.reuse
+            return {"mode": "tiles", "window": r.window, "threshold": r.threshold, "tiles": r.tiles,
+                    "reused": r.reused, "rate": round(r.rate, 4)}
+        return {"mode": "frames", "window": self.reuse.window, "threshold": self.reuse.threshold,
+                "reused": self.reuse.reused, "rate": round(self.reuse.rate, 4)}
 
     def fps(self, now: float | None = None, window_s: float = 5.0) -> float:
         """Decided frames per second over the last 300 frames; given `now` (time.monotonic()), only frames
@@ -302,7 +361,7 @@ class Service:
             "exit_rates": {str(k): round(v / self.inferred, 4) for k, v in sorted(self._exit_counts.items())},
             "drops": {"stale": stats.get("stale_dropped", 0), "corrupt": stats.get("corrupt", 0)},
             "source_stats": stats,
-            "reuse": {"window": self.reuse.window, "reused": self.reuse.reused, "rate": round(self.reuse.rate, 4)},
+            "reuse": self._reuse_status(),
             "store": {"path": self.cfg.store, "stored": self.store.stored if self.store else 0,
                       "last_id": self.store.last_id if self.store else 0},
             "evidence": None if self.evidence is None else {

@@ -33,6 +33,7 @@ from edge_runtime.preprocess import IMAGE_SUFFIXES, read_image
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg")
 LIVE_SCHEMES = ("v4l2", "csi", "rtsp", "http", "https")
 MAX_FAILED_READS = 8  # consecutive failed reads that mean "stream lost" (or end of file), not "corrupt frame"
+MinSize = tuple[int, int] | Callable[[], tuple[int, int] | None] | None  # see frame_reader
 
 
 class EndOfStream(Exception):
@@ -118,7 +119,7 @@ class _ListSource(FrameSource):
 
 
 def _read_loop(cap, stats: SourceStats, stop: threading.Event, publish: Callable[[np.ndarray], None],
-               min_size: tuple[int, int] | None = None) -> None:
+               min_size: MinSize = None) -> None:
     """Read until `stop` or MAX_FAILED_READS failures in a row. A failure followed by a good frame was a
     corrupt frame; failures at the end are the end of the stream (not counted as corrupt)."""
     read = frame_reader(cap, min_size)
@@ -134,25 +135,37 @@ def _read_loop(cap, stats: SourceStats, stop: threading.Event, publish: Callable
             failed += 1
 
 
-def frame_reader(cap, min_size: tuple[int, int] | None) -> Callable[[], tuple[bool, np.ndarray | None]]:
+def frame_reader(cap, min_size: MinSize) -> Callable[[], tuple[bool, np.ndarray | None]]:
     """`cap.read`, or for an MJPEG stream, its JPEG packets decoded at the smallest libjpeg scale (1/8, 1/4,
     1/2) that still covers `min_size` (height, width), the model input: the DCT scaling skips most of the
-    decode, as a hardware JPEG decoder with a scaler does on the device. Frames are then that size."""
+    decode, as a hardware JPEG decoder with a scaler does on the device. Frames are then that size.
+
+    `min_size` may also be a function giving that size (or None: full size) at each frame, for a consumer
+    whose need changes while the stream runs (the service: a tile-mode model needs every pixel, a resize
+    model only its input size, and a rollback may switch between them). Its answer at the first frame
+    chooses the reader: full size (cap.read) stays full size, which is right for any later need; a reduced
+    scale asks it again at every frame."""
     import cv2
 
     if min_size is None or _fourcc(cap) not in ("MJPG", "mjpg", "AVRn", "jpeg"):
         return cap.read
     w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
-    scale = next((f for f in (8, 4, 2) if h / f >= min_size[0] and w / f >= min_size[1]), 1)
-    if scale == 1 or not cap.set(cv2.CAP_PROP_FORMAT, -1):  # -1: raw packets instead of decoded frames
+
+    def scale_for(size: tuple[int, int] | None) -> int:
+        return 1 if size is None else next((f for f in (8, 4, 2) if h / f >= size[0] and w / f >= size[1]), 1)
+
+    dynamic = callable(min_size)
+    if scale_for(min_size() if dynamic else min_size) == 1 or not cap.set(cv2.CAP_PROP_FORMAT, -1):  # -1: raw
         return cap.read
-    flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[scale]
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}
+    fixed = None if dynamic else flags[scale_for(min_size)]
 
     def read() -> tuple[bool, np.ndarray | None]:
         ok, packet = cap.read()
         if not ok or packet is None or packet.size == 0:
             return False, None
-        img = cv2.imdecode(packet.reshape(-1), flag)
+        img = cv2.imdecode(packet.reshape(-1), fixed if fixed is not None else flags[scale_for(min_size())])
         return img is not None, img
 
     return read
@@ -169,7 +182,7 @@ class _VideoFileSource(FrameSource):
     """A video file, decoded ahead by a thread into a short queue (decode overlaps inference)."""
 
     def __init__(self, path: Path, prefetch: int = 4, prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-                 min_size: tuple[int, int] | None = None):
+                 min_size: MinSize = None):
         import cv2
 
         quiet_decoders()
@@ -234,7 +247,7 @@ class LiveSource(FrameSource):
 
     def __init__(self, uri: str, opener: Callable[[], object], connect_timeout: float = 10.0,
                  backoff: tuple[float, float] = (0.1, 5.0), prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-                 min_size: tuple[int, int] | None = None):
+                 min_size: MinSize = None):
         super().__init__(uri)
         self._prepare, self._min_size = prepare, min_size
         self._opener, self._backoff = opener, backoff
@@ -371,12 +384,13 @@ def _live_opener(uri: str) -> Callable[[], object]:
 # ---------------------------------------------------------------- entry point
 def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0,
                 prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-                min_size: tuple[int, int] | None = None) -> FrameSource:
+                min_size: MinSize = None) -> FrameSource:
     """Frames from `uri`: an image file, a folder of images, a video file, or a live camera/stream URI.
 
     `prepare` (e.g. the model's preprocessing) runs in the decode thread of video and live sources, so it
     overlaps inference; its result is `Frame.tensor`. `min_size` (height, width), e.g. the model input, lets
-    MJPEG video and streams decode at a reduced scale that still covers it (see `frame_reader`)."""
+    MJPEG video and streams decode at a reduced scale that still covers it (see `frame_reader`; a function
+    returning it, or None for full size, is asked at every frame)."""
     text = str(uri)
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()

@@ -7,6 +7,8 @@
 A row is reported (returned by `maybe_commit`/`flush`, written to the JSON lines file) only after its
 transaction committed, so whatever was reported survives a kill -9 or a power cut (synchronous=FULL).
 Commits are batched by count and time, which keeps the store off the per-frame critical path.
+In tile mode a row also carries `defects` (the boxes) and `tiles` (what the tiles cost): JSON text in
+SQLite, plain JSON in the JSON lines; NULL (absent) otherwise. Older stores are migrated in place (`migrate`).
 """
 from __future__ import annotations
 
@@ -24,15 +26,20 @@ import numpy as np
 from edge_runtime.errors import EdgeError
 
 COLUMNS = ("time", "frame_id", "source", "label", "confidence", "exit", "latency_ms", "model_version",
-           "reused", "evidence")
+           "reused", "evidence", "defects", "tiles")
+JSON_COLUMNS = ("defects", "tiles")  # stored as JSON text; NULL outside tile mode
+SCHEMA_VERSION = 2  # PRAGMA user_version. 1 (or 0: stores made before it was kept): no defects, tiles
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, frame_id INTEGER NOT NULL,
     source TEXT NOT NULL, label TEXT NOT NULL, confidence REAL NOT NULL, exit INTEGER NOT NULL,
-    latency_ms REAL NOT NULL, model_version TEXT NOT NULL, reused INTEGER NOT NULL, evidence TEXT);
+    latency_ms REAL NOT NULL, model_version TEXT NOT NULL, reused INTEGER NOT NULL, evidence TEXT,
+    defects TEXT, tiles TEXT);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
 """
+# columns added since the first schema: (name, SQL type); an older store gets them (NULL in its old rows)
+ADDED_COLUMNS = (("defects", "TEXT"), ("tiles", "TEXT"))
 
 
 class StoreError(EdgeError):
@@ -60,6 +67,7 @@ class DecisionStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.executescript(SCHEMA)
+            migrate(self.db)
         except sqlite3.Error as e:
             raise _db_error(self.path, e) from None
         except OSError as e:
@@ -97,7 +105,7 @@ class DecisionStore:
         try:
             self.db.executemany(f"INSERT INTO decisions (id, {', '.join(COLUMNS)}) VALUES "
                                 f"(?, {', '.join('?' * len(COLUMNS))})",
-                                [[r["id"]] + [r.get(c) for c in COLUMNS] for r in self._pending])
+                                [[r["id"]] + [_value(r, c) for c in COLUMNS] for r in self._pending])
             self.db.commit()
         except sqlite3.Error as e:
             self.db.rollback()  # nothing half-inserted: the pending rows stay pending, ids unique on retry
@@ -133,6 +141,24 @@ class DecisionStore:
             self.db.close()
             if self._jsonl not in (None, sys.stdout):
                 self._jsonl.close()
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a store made by an older edge-qwq to SCHEMA_VERSION: add the columns it lacks (nullable, so
+    its rows stay as they were and older readers, which name their columns, still work)."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    have = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
+    for name, sql_type in ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE decisions ADD COLUMN {name} {sql_type}")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.commit()
+
+
+def _value(row: dict, column: str):
+    v = row.get(column)
+    return json.dumps(v) if v is not None and column in JSON_COLUMNS else v
 
 
 def open_readonly(path: str | os.PathLike) -> sqlite3.Connection:

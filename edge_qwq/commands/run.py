@@ -26,8 +26,12 @@ import click
 @click.option("--evidence-budget-mb", default=1024.0, show_default=True, type=float,
               help="Disk budget for evidence; the oldest evidence is deleted first.")
 @click.option("--reuse-window", default=None, type=click.IntRange(min=0),
-              help="Frames that may reuse the last decision when nearly identical (0: off). "
-                   "Default: the bundle's (manifest dynamic.reuse_window).")
+              help="Frames that may reuse the last decision when nearly identical (0: off); in tile mode, "
+                   "frames an unchanged tile may keep its result. Default: the bundle's (manifest "
+                   "dynamic.reuse_window).")
+@click.option("--reuse-threshold", default=None, type=click.FloatRange(min=0.0), metavar="GREY_LEVELS",
+              help="Largest change (grey levels, of a patch's mean or contrast) still counted as unchanged by "
+                   "frame and tile reuse. Default: the bundle's (manifest dynamic.reuse_threshold).")
 @click.option("--shadow-rate", default=0.05, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Fraction of frames checked against the FP32 reference in the background.")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=float,
@@ -36,18 +40,46 @@ import click
               help="ONNX Runtime intra-op threads per stage session (0: the bundle's policy, 1 thread per frame).")
 @click.option("--full-res-frames", is_flag=True,
               help="Decode MJPEG frames at full size for evidence and /latest.jpg. By default they are decoded "
-                   "at the smallest JPEG scale that covers the model input, which costs far less CPU.")
+                   "at the smallest JPEG scale that covers the model input, which costs far less CPU. Tile mode always "
+                   "decodes at full size.")
+@click.option("--tiling", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+              help="Cut each frame into native-scale tiles of the model input (tile mode) and report where the "
+                   "defects are. auto: the bundle's input mode (manifest input.mode); on: tile mode, which "
+                   "needs a bundle exported for tiles; off: scale each frame whole to the model input.")
+@click.option("--tile-overlap", default=None, type=click.FloatRange(0.0, 1.0, max_open=True), metavar="FRACTION",
+              help="Tile mode: fraction of a tile shared with its neighbour, in [0, 1) (more overlap: more "
+                   "tiles, fewer defects cut in two). Default: the bundle's (manifest input.tile_overlap).")
+@click.option("--roi", default=None, metavar="x0,y0,x1,y1|MASK.png",
+              help="Tile mode: inspect only this region, a box in frame pixels (x1, y1 exclusive) or a mask "
+                   "image of the frame's size (non-zero: inspect); tiles outside it are never cut or inferred.")
+@click.option("--frame-threshold", default=None, type=click.FloatRange(0.0, 1.0, min_open=True), metavar="SCORE",
+              help="Tile mode, expert override: the tile defect score (1 - p(ok)) that makes a frame a defect. "
+                   "Default: the bundle's, fitted on defect-free frames (manifest frames.threshold); lower "
+                   "flags more frames.")
+@click.option("--tile-map", "tile_map", is_flag=True,
+              help="Tile mode: also print each frame's tile defect scores (rows x cols, null outside the ROI) "
+                   "in its JSON line (large).")
+@click.option("--heatmap", is_flag=True,
+              help="Tile mode, service: lay the tile defect scores over /latest.jpg and the evidence JPEGs, "
+                   "under the defect boxes.")
 def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_frames, store, jsonl, http,
-            evidence, evidence_budget_mb, reuse_window, shadow_rate, connect_timeout, threads, full_res_frames):
+            evidence, evidence_budget_mb, reuse_window, reuse_threshold, shadow_rate, connect_timeout, threads,
+            full_res_frames, tiling, tile_overlap, roi, frame_threshold, tile_map, heatmap):
     """Run BUNDLE on SOURCE and print one JSON decision per frame.
 
     SOURCE: an image, a folder, a video file, v4l2:///dev/video0, csi://0, rtsp://... or http://... (MJPEG).
     With --store or --http it runs as the device service (reuse, health checks, rollback, systemd notify).
 
+    In tile mode (a bundle exported with --input-mode tile) each frame is inspected at full resolution, tile
+    by tile, and its JSON line also carries "defects" (label, confidence and box [x0, y0, x1, y1] in frame
+    pixels), "tiles" (tiles cut, inferred, reused, tiles per stage) and "padded" (a frame smaller than one
+    tile was padded).
+
     \b
     Examples:
       edge-qwq run --bundle bundle/ --source line3.mp4 | jq .label
       edge-qwq run --bundle /var/lib/edge-qwq --source csi://0 --store decisions.db --http 0.0.0.0:8080
+      edge-qwq run --bundle tiles/ --source line3.mp4 --roi 0,120,1280,840 | jq -c .defects
     """
     backend = _engines_for(bundle, backend)
     if store or http:
@@ -58,21 +90,28 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
                             shadow_rate=shadow_rate, backend=backend, precision=precision,
                             early_exit=_floats(early_exit), early_exit_ok=_floats(early_exit_ok),
                             threads=threads, max_frames=max_frames, connect_timeout=connect_timeout,
-                            full_res_frames=full_res_frames)
+                            full_res_frames=full_res_frames, tiling=tiling, tile_overlap=tile_overlap, roi=roi,
+                            reuse_threshold=reuse_threshold, frame_threshold=frame_threshold, heatmap=heatmap,
+                            tile_map=tile_map)
         Service(cfg).run()
         return
     from edge_runtime.inference import DynamicInference, InferenceConfig
     from edge_runtime.sources import open_source
 
     config = InferenceConfig(backend=backend, precision=precision, early_exit=_floats(early_exit),
-                             early_exit_ok=_floats(early_exit_ok), threads=threads)
+                             early_exit_ok=_floats(early_exit_ok), threads=threads, reuse_window=reuse_window,
+                             tiling=tiling, tile_overlap=tile_overlap, roi=roi, reuse_threshold=reuse_threshold,
+                             frame_threshold=frame_threshold)
     model = DynamicInference(bundle, config)
-    for n, (frame_id, frame, origin) in enumerate(open_source(source, connect_timeout=connect_timeout)):
-        if max_frames and n >= max_frames:
-            break
-        d = model.infer(frame)
-        sys.stdout.write(json.dumps({"frame": frame_id, "source": origin, **d.to_dict()}) + "\n")
-        sys.stdout.flush()
+    with open_source(source, connect_timeout=connect_timeout) as frames:
+        for n, (frame_id, frame, origin) in enumerate(frames):
+            if max_frames and n >= max_frames:
+                break
+            d = model.infer(frame).to_dict()
+            if not tile_map:
+                d.pop("tile_map", None)
+            sys.stdout.write(json.dumps({"frame": frame_id, "source": origin, **d}) + "\n")
+            sys.stdout.flush()
 
 
 def _engines_for(bundle: str, backend: str) -> str:
