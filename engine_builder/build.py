@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_runtime.bundle import EngineEntry, EngineStage
 from engine_builder.cache import Decision, decide, engine_dir, engine_file, timing_cache_file
-from engine_builder.plan import BuildError, BuildOptions, graph_precision, plan_build
+from engine_builder.plan import BuildError, BuildOptions, graph_precision, options_for_input, plan_build
 from engine_builder.trt_build import build_serialized
 from engine_builder.verify import (
     DEFAULT_TOLERANCES,
@@ -61,11 +61,15 @@ def build_engines(bundle_path: str | os.PathLike, precision: str = "auto", optio
     if used == "quantized":
         check_trt_version(bundle, str(trt.__version__))
     engines = bundle.manifest.engines
+    opts, tiles = options_for_input(bundle.manifest.input, replace(options or BuildOptions(), precision=used))
     decision = decide(engines, fp.id, used, files, bundle.manifest.files, trt_available=True, force=force)
+    if decision.action == "use" and options is not None and options.frame_size is not None:
+        decision = _frame_size_decision(decision, engines.get(fp.id), tiles)
     if decision.action != "build":
         return _result(decision, fp, engines.get(fp.id), decision.reason)
-    opts = replace(options or BuildOptions(), precision=used)
     entry = _build_all(trt, bundle, fp, files, opts, progress)
+    if tiles is not None:
+        entry.plan["tiles"] = tiles  # the frame size the tile batch profile was sized for
     tol = dict(tolerances or DEFAULT_TOLERANCES[used])
     runner = (engine_runner or polygraphy_runner)(
         [bundle.path(s.file).read_bytes() for s in entry.stages], entry.plan)
@@ -76,7 +80,20 @@ def build_engines(bundle_path: str | os.PathLike, precision: str = "auto", optio
                          "and the runtime keeps using ONNX Runtime")
     summary = (f"built and verified {len(files)} TensorRT engines ({used}) for {fp.describe()} "
                f"in {engine_dir(fp.id)}/")
+    if tiles is not None:
+        lo, _, hi = tiles["batch"]
+        summary += (f"; they take {tiles['frame']} frames as {tiles['tiles']} tiles, batch "
+                    + (f"fixed at {hi} (DLA: smaller batches are padded)" if tiles["static_batch"] else f"{lo}..{hi}"))
     return _result(decision, fp, entry, summary)
+
+
+def _frame_size_decision(decision: Decision, entry: EngineEntry | None, tiles: dict | None) -> Decision:
+    """Engines that match but were sized for another frame than the one asked for (--frame-size) are rebuilt."""
+    built = ((entry.plan if entry else {}).get("tiles") or {}).get("frame")
+    if tiles is None or built == tiles["frame"]:
+        return decision
+    return Decision("build", f"the engines take the tiles of {built or 'an unknown'} frame, "
+                             f"{tiles['frame']} was asked ({tiles['tiles']} tiles)")
 
 
 def _result(decision: Decision, fp, entry: EngineEntry | None, summary: str) -> dict:
@@ -159,19 +176,40 @@ def _record(bundle, fp_id: str, entry: EngineEntry) -> None:
 
 
 def polygraphy_runner(engines: list[bytes], plan: dict) -> StageRunner:
-    """Engine runner for verification: Polygraphy's TrtRunner per stage, in chunks of the profile's max batch."""
+    """Engine runner for verification: Polygraphy's TrtRunner per stage, in chunks of the profile's max batch;
+    a static profile (DLA: min = max) gets each chunk padded to its batch, and the padding rows dropped."""
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-    profile = next(iter(plan.get("profile", {}).values()), None)
-    max_batch = profile[2][0] if profile else 1
+    max_batch, pad_to = profile_batch(plan)
 
     def run(k: int, x: np.ndarray) -> dict:
         outs: dict[str, list] = {}
         with TrtRunner(EngineFromBytes(engines[k])) as runner:
             name = next(iter(runner.get_input_metadata().keys()))
             for i in range(0, len(x), max_batch):
-                for out, val in runner.infer({name: np.ascontiguousarray(x[i:i + max_batch])}).items():
-                    outs.setdefault(out, []).append(np.array(val))
+                chunk = padded(x[i:i + max_batch], pad_to)
+                n = min(max_batch, len(x) - i)
+                for out, val in runner.infer({name: chunk}).items():
+                    outs.setdefault(out, []).append(np.array(val)[:n])
         return {k_: np.concatenate(v) for k_, v in outs.items()}
 
     return run
+
+
+def profile_batch(plan: dict) -> tuple[int, int | None]:
+    """(max batch, the batch to pad to when the profile is static (min = max > 1), else None) of a plan dict."""
+    profile = next(iter(plan.get("profile", {}).values()), None)
+    if not profile:
+        return 1, None
+    lo, hi = int(profile[0][0]), int(profile[2][0])
+    return hi, (hi if lo == hi and hi > 1 else None)
+
+
+def padded(x: np.ndarray, pad_to: int | None) -> np.ndarray:
+    """x (n, ...) as a contiguous batch of pad_to rows (zeros after row n); x itself when no padding is needed."""
+    x = np.ascontiguousarray(x)
+    if pad_to is None or len(x) >= pad_to:
+        return x
+    out = np.zeros((pad_to,) + x.shape[1:], x.dtype)
+    out[:len(x)] = x
+    return out

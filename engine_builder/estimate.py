@@ -8,6 +8,24 @@ everything else in FP32. FLOPs are multiply-adds x 2, batch 1.
 
     >>> est = estimate_bundle("bundle/", "orin-nano", budget_ms=15)   # doctest: +SKIP
     >>> est["full_ms"], est["early_exit_ms"], [s["ms"] for s in est["stages"]]   # doctest: +SKIP
+
+Per frame (`estimate_frame`), for tile mode: a frame of H x W is cut into the bundle's tiles
+(edge_runtime.tiling.TileGrid: 405 tiles of 96 px at 25 % overlap for 1920x1080); all tiles enter stage 0 as
+one batch and exit_rates[k] of all tiles leave at early exit k, so stage k runs on
+tiles x (1 - exit_rates[0] - ... - exit_rates[k-1]) tiles (the expected count). A stage on a batch of n
+tiles is the same roofline at batch n: FLOPs and activation bytes scale with n, weights are read once per
+batch; plus the per-kernel launch cost and the per-stage overhead (`stage_overhead_ms`, logits to the host
+and a stream sync) once per stage run. A stage whose expected tile count is above zero is counted in full,
+even when it is under one tile. The frame also pays for cutting and normalising its tiles, memory-bound:
+the frame read once (uint8 BGR) and the float32 tiles written once (`cut_ms`), plus the host-to-device copy
+of that batch, read and written again in the DRAM the Orin's CPU and GPU share (`upload_ms`), both at the
+target's bandwidth x `bandwidth_efficiency`. The mean frame uses the exit rates; the worst frame runs every
+tile to full depth. Not counted: the compaction copies (the survivors' hidden state, a few hundred KB),
+the frame decision on the host, and camera capture; numpy's normalisation makes about three passes over
+the float32 tiles on the CPU, so a CPU cut can take 2-3x `cut_ms`: measure with `edge-qwq bench`.
+
+    >>> f = estimate_frame("bundle/", "orin-nano", frame_size=(1080, 1920))      # doctest: +SKIP
+    >>> f["tiles"], f["mean_ms"], f["worst_ms"], f["fps_mean"], f["within_budget"]   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -42,17 +60,26 @@ class Assumptions:
     ))
 
 
+FRAME_BYTES_PER_PIXEL = 3  # a camera frame as the runtime gets it: BGR uint8
+TILE_BYTES_PER_VALUE = 4  # the stage-0 batch: float32
+
+
 @dataclass
 class Layer:
     name: str
     op: str
     precision: str  # "int8" | "int4" | "fp16" | "fp32"
-    flops: int
-    bytes: float  # weights + activations read + written
+    flops: int  # at batch 1
+    bytes: float  # weights + activations read + written, at batch 1
+    weight_bytes: float = 0.0  # the part of `bytes` that is weights (and biases): read once per batch
 
-    def ms(self, target: Target, a: Assumptions) -> float:
-        compute_s = self.flops / (target.peak_flops(self.precision) * a.compute_efficiency)
-        memory_s = self.bytes / (target.bandwidth_gbs * 1e9 * a.bandwidth_efficiency)
+    def ms(self, target: Target, a: Assumptions, batch: float = 1) -> float:
+        """Roofline time of this kernel on `batch` inputs: FLOPs and activation bytes scale with the batch,
+        weights are read once."""
+        flops = self.flops * batch
+        nbytes = self.weight_bytes + (self.bytes - self.weight_bytes) * batch
+        compute_s = flops / (target.peak_flops(self.precision) * a.compute_efficiency)
+        memory_s = nbytes / (target.bandwidth_gbs * 1e9 * a.bandwidth_efficiency)
         return max(compute_s, memory_s) * 1e3 + a.launch_us * 1e-3
 
 
@@ -135,10 +162,12 @@ class _GraphInfo:
         else:
             precision = "fp32"
         nbytes = sum(self.elems(i) * WEIGHT_BYTES[k] for i, k in zip(ins, kinds))
+        weights = sum(self.elems(i) * WEIGHT_BYTES[k] for i, k in zip(ins, kinds) if self.is_weight(i))
         if len(node.input) > 2 and node.input[2]:  # bias, read once
             nbytes += self.elems(node.input[2]) * 4.0
+            weights += self.elems(node.input[2]) * 4.0 if self.is_weight(node.input[2]) else 0.0
         nbytes += self.out_bytes(node.output[0])
-        return Layer(node.name or node.op_type, node.op_type, precision, int(flops), float(nbytes))
+        return Layer(node.name or node.op_type, node.op_type, precision, int(flops), float(nbytes), float(weights))
 
     def kernel_layer(self, node) -> Layer:
         x = node.input[0]
@@ -160,17 +189,32 @@ def stage_files(bundle, precision: str = "auto") -> tuple[str, list[str]]:
     return ("quantized" if use_q else "fp32"), [s.quantized if use_q else s.file for s in bundle.stages]
 
 
-def exit_rates_of(bundle, n_early: int) -> tuple[tuple[float, ...], str]:
+def exit_rates_of(bundle, n_early: int, unit: str = "frames") -> tuple[tuple[float, ...], str]:
     """Measured exit rates from the manifest (exit_policy.exit_fraction, written by calib) if present;
-    else the assumption that half the frames still running leave at each early exit."""
+    else the assumption that half the frames (or tiles) still running leave at each early exit: far fewer
+    than on a textured surface, where most tiles are plainly ok (the demo student: 98 % at the first exit)."""
     measured = bundle.exit_policy.exit_fraction
     if measured and len(measured) >= n_early:
-        return tuple(float(r) for r in measured[:n_early]), "measured (manifest exit_policy.exit_fraction)"
+        where = " on single inputs, i.e. per tile" if unit == "tiles" else ""
+        return tuple(float(r) for r in measured[:n_early]), f"measured (manifest exit_policy.exit_fraction{where})"
     rates, left = [], 1.0
     for _ in range(n_early):
         rates.append(left * 0.5)
         left *= 0.5
-    return tuple(rates), "assumed: half of the frames still running leave at each early exit"
+    return tuple(rates), f"assumed: half of the {unit} still running leave at each early exit"
+
+
+def check_exit_rates(rates, n_early: int) -> tuple[float, ...]:
+    """Exit rates as given (`--exit-rates`): one fraction of all inputs per early exit, summing to at most 1."""
+    from edge_runtime.errors import EdgeError
+
+    rates = tuple(float(r) for r in rates)
+    if len(rates) != n_early:
+        raise EdgeError(f"give {n_early} exit rate(s), one per early exit (fraction of all inputs leaving there), "
+                        f"not {len(rates)}")
+    if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0 + 1e-9:
+        raise EdgeError(f"exit rates {list(rates)} must each lie in [0, 1] and sum to at most 1")
+    return rates
 
 
 def estimate_stages(layers_per_stage: list[list[Layer]], target: Target, a: Assumptions) -> list[dict]:
@@ -221,6 +265,86 @@ def estimate_bundle(bundle_path: str | os.PathLike, target: str, budget_ms: floa
         est["pruning"] = pruning.summary()
         est["pruning_note"] = pruning.describe()
     return est
+
+
+def stage_ms_at(layers: list[Layer], target: Target, a: Assumptions, batch: float) -> float:
+    """One stage run on `batch` inputs (roofline at that batch, + the per-stage overhead); 0 when none enter."""
+    if batch <= 0:
+        return 0.0
+    return sum(layer.ms(target, a, batch) for layer in layers) + a.stage_overhead_ms
+
+
+def frame_cost(layers_per_stage: list[list[Layer]], target: Target, a: Assumptions, frame_hw: tuple[int, int],
+               tile_hw: tuple[int, int], tiles: int, exit_rates: tuple[float, ...]) -> dict:
+    """The per-frame arithmetic of tile mode (module doc): tiles entering each stage, each stage at its
+    batch, the cut and upload of the tiles; mean (with exit_rates) and worst (all tiles to full depth)."""
+    bw = target.bandwidth_gbs * 1e9 * a.bandwidth_efficiency
+    tile_bytes = tiles * 3 * tile_hw[0] * tile_hw[1] * TILE_BYTES_PER_VALUE
+    cut_ms = (frame_hw[0] * frame_hw[1] * FRAME_BYTES_PER_PIXEL + tile_bytes) / bw * 1e3
+    upload_ms = 2 * tile_bytes / bw * 1e3
+    stages, left = [], 1.0
+    for k, layers in enumerate(layers_per_stage):
+        n = tiles * max(0.0, left)
+        stages.append({"index": k, "tiles": round(n, 3), "ms": round(stage_ms_at(layers, target, a, n), 4),
+                       "worst_ms": round(stage_ms_at(layers, target, a, tiles), 4),
+                       "ms_one_tile": round(stage_ms_at(layers, target, a, 1), 4)})
+        if k < len(exit_rates):
+            left -= exit_rates[k]
+    pre = cut_ms + upload_ms
+    mean = pre + sum(s["ms"] for s in stages)
+    worst = pre + sum(s["worst_ms"] for s in stages)
+    return {"tiles": int(tiles), "stages": stages, "cut_ms": round(cut_ms, 4), "upload_ms": round(upload_ms, 4),
+            "mean_ms": round(mean, 4), "worst_ms": round(worst, 4),
+            "fps_mean": round(1e3 / mean, 1), "fps_worst": round(1e3 / worst, 1)}
+
+
+def estimate_frame(bundle, target: str, frame_size: tuple[int, int] = (1080, 1920),
+                   exit_rates: tuple[float, ...] | None = None, budget_ms: float = 15.0, precision: str = "auto",
+                   assumptions: Assumptions | None = None) -> dict:
+    """What one camera frame of `frame_size` (height, width) costs on `target` (module doc). bundle: a path
+    or an open Bundle. exit_rates: fraction of all tiles leaving at each early exit; default the manifest's
+    exit_policy.exit_fraction, else half of the tiles still running at each exit. A resize bundle makes one
+    input of each frame (tiles = 1). JSON-ready dict: {"target", "mode", "frame", "frame_size", "tile",
+    "overlap", "grid", "tiles", "exit_rates", "exit_rates_source", "stages": [{"index", "tiles", "ms",
+    "worst_ms", "ms_one_tile"}], "cut_ms", "upload_ms", "mean_ms", "worst_ms", "fps_mean", "fps_worst",
+    "budget_ms", "within_budget", "worst_within_budget", "assumptions"}."""
+    from edge_runtime.bundle import Bundle
+    from edge_runtime.tiling import TileGrid
+
+    if isinstance(bundle, (str, os.PathLike)):
+        bundle = Bundle.open(bundle)
+    t = get_target(target)
+    spec = bundle.manifest.input
+    used, files = stage_files(bundle, precision)
+    a = assumptions or Assumptions()
+    n_early = len(files) - 1
+    tile_mode = spec.mode == "tile"
+    if exit_rates is not None:
+        rates, source = check_exit_rates(exit_rates, n_early), "given (--exit-rates)"
+    else:
+        rates, source = exit_rates_of(bundle, n_early, "tiles" if tile_mode else "frames")
+    frame_hw = (int(frame_size[0]), int(frame_size[1]))
+    tile_hw = (spec.height, spec.width)
+    if tile_mode:
+        grid = TileGrid.for_frame(frame_hw, tile_hw, spec.tile_overlap)
+        tiles, rows_cols = len(grid), [grid.rows, grid.cols]
+    else:
+        tiles, rows_cols = 1, [1, 1]
+    cost = frame_cost([graph_layers(bundle.path(f)) for f in files], t, a, frame_hw, tile_hw, tiles, rates)
+    for s, f in zip(cost["stages"], files):
+        s["file"] = f
+    notes = ["tiles entering stage k = tiles x (1 - exit rates of the exits before k); a stage on n tiles: "
+             "FLOPs and activation bytes x n, weights read once, + launch cost per kernel and stage overhead",
+             "cut: frame read (uint8 BGR) + float32 tiles written; upload: the float32 tiles read + written "
+             "again (host-to-device copy in shared DRAM); both at the target's bandwidth",
+             "not counted: compaction copies, the frame decision on the host, camera capture; a numpy cut on "
+             "the CPU makes ~3 passes over the tiles (2-3x cut_ms)"]
+    return {"target": t.name, "mode": spec.mode, "precision": used, "frame": f"{frame_hw[1]}x{frame_hw[0]}",
+            "frame_size": list(frame_hw), "tile": list(tile_hw), "overlap": spec.tile_overlap if tile_mode else 0.0,
+            "grid": rows_cols, **cost, "exit_rates": list(rates), "exit_rates_source": source,
+            "budget_ms": float(budget_ms), "within_budget": cost["mean_ms"] <= budget_ms,
+            "worst_within_budget": cost["worst_ms"] <= budget_ms,
+            "assumptions": {**_assumptions_dict(t, a), "frame_notes": notes}}
 
 
 def estimate_layer_costs(stage_layers, target: str, precision: str = "fp16",
@@ -292,3 +416,35 @@ def format_assumptions(ests: dict | list[dict]) -> str:
               f"  exit rates {a['exit_rates']}: {a['exit_rates_source']}"]
     lines += [f"  {n}" for n in a["notes"]]
     return "\n".join(lines)
+
+
+def format_frames(frames: list[dict]):
+    """A rich Table: the per-frame estimate of one bundle on each target (see `estimate_frame`)."""
+    from rich.table import Table
+
+    f0 = frames[0]
+    what = (f"{f0['tiles']} tiles of {f0['tile'][1]}x{f0['tile'][0]} ({f0['overlap']:.0%} overlap)"
+            if f0["mode"] == "tile" else "one resized input")
+    title = (f"Per {f0['frame']} frame: {what}, exit rates {f0['exit_rates']} ({f0['exit_rates_source']}), "
+             f"budget {f0['budget_ms']:g} ms")
+    table = Table(title=title, title_justify="left")
+    for col in ("target", "tiles/stage", "cut+upload", "mean ms", "worst ms", "fps", "budget"):
+        table.add_column(col, justify="right")
+    for f in frames:
+        table.add_row(f["target"], "/".join(_count(s["tiles"]) for s in f["stages"]),
+                      f"{f['cut_ms'] + f['upload_ms']:.2f}", f"{f['mean_ms']:.2f}", f"{f['worst_ms']:.2f}",
+                      f"{f['fps_mean']:g}", frame_verdict(f))
+    return table
+
+
+def frame_verdict(f: dict) -> str:
+    """Whether the budget holds for the mean and the worst frame; where not, the frames per second that fit."""
+    if f["worst_within_budget"]:
+        return "holds"
+    if f["within_budget"]:
+        return f"mean holds (worst: {f['fps_worst']:g} fps)"
+    return f"OVER: {f['fps_mean']:g} fps fit"
+
+
+def _count(n: float) -> str:
+    return f"{n:.0f}" if n >= 100 else f"{n:.3g}"

@@ -11,15 +11,34 @@ layers the plan left unquantized) on an explicit-batch network.
 TensorRT 10.x (JetPack 6.1+): a Q/DQ graph becomes a strongly typed network: the Q/DQ nodes and tensor
 types fix every layer's precision, and precision builder flags are not allowed.
 DLA (Orin AGX/NX only) runs INT8/FP16 with static shapes; unsupported layers fall back to the GPU.
+
+The batch profile follows the bundle's input mode (`options_for_input`):
+- resize (one input per frame): `BuildOptions.batch`, (1, 1, 4) by default; static at its opt batch on DLA.
+- tile (a frame cut into overlapping tiles, edge_runtime.tiling): min 1 (per-tile early exit passes ever
+  fewer tiles to the later stages), opt = max = the tile count of the largest frame the engines must take,
+  `--frame-size` (1920x1080 by default: 405 tiles of 96x96 at 25 % overlap). A larger frame is refused by
+  the runtime with a message naming the frame size the engines were built for.
+- tile on the DLA: the DLA has no dynamic shapes (min = opt = max, at most 4096), so every stage is built
+  for exactly the tile count of `--frame-size`, and the TensorRT backend pads a smaller batch (a frame
+  with fewer tiles, or the tiles left after an early exit) to that size: the padding rows are computed
+  and ignored. Correct, but compaction saves no DLA time: every stage runs all of the frame's tiles.
+
+    >>> spec = InputSpec(96, 96, (0.5,) * 3, (0.25,) * 3, mode="tile")
+    >>> opts, tiles = options_for_input(spec, BuildOptions())
+    >>> opts.batch, tiles["frame"], tiles["tiles"]
+    ((1, 405, 405), '1920x1080', 405)
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from edge_runtime.bundle import InputSpec
 from edge_runtime.errors import EdgeError
 
 MIN_TRT = (8, 5)
+DEFAULT_FRAME_HW = (1080, 1920)  # tile bundles: engines take up to the tiles of a 1920x1080 frame
+DLA_MAX_BATCH = 4096  # TensorRT "DLA Supported Layers and Restrictions": maximum batch size
 
 
 class BuildError(EdgeError):
@@ -40,6 +59,7 @@ class BuildOptions:
     batch: tuple[int, int, int] = (1, 1, 4)  # optimization profile (min, opt, max) for the batch dim
     dla_core: int | None = None  # None: GPU only
     fp16_fallback: bool = True  # TRT 8.x: let unquantized layers run in FP16
+    frame_size: tuple[int, int] | None = None  # tile bundles: the largest frame (height, width); None: 1080x1920
 
 
 @dataclass(frozen=True)
@@ -135,3 +155,50 @@ def _profile(name: str, shape: tuple[int, ...], batch: tuple[int, int, int], sta
         raise BuildError(f"input {name} has dynamic dims other than the batch: {dims}")
     lo, opt, hi = (batch[1],) * 3 if static else batch
     return {name: tuple((b, *dims[1:]) for b in (lo, opt, hi))}
+
+
+# ---------------- the batch profile of a bundle's input mode ----------------
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """`--frame-size 1920x1080` (width x height, as cameras name it) -> (height, width); ValueError if not."""
+    parts = str(text).lower().replace(" ", "").split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"frame size {text!r}: give WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"frame size {text!r}: width and height must be at least 1 pixel")
+    return h, w
+
+
+def frame_label(frame_hw: tuple[int, int]) -> str:
+    return f"{int(frame_hw[1])}x{int(frame_hw[0])}"
+
+
+def tile_batch(spec: InputSpec, frame_hw: tuple[int, int]) -> dict:
+    """How a frame of `frame_hw` (height, width) is tiled for this bundle's input: tile count and grid."""
+    from edge_runtime.tiling import TileGrid
+
+    grid = TileGrid.for_frame(frame_hw, (spec.height, spec.width), spec.tile_overlap)
+    return {"frame_size": [int(frame_hw[0]), int(frame_hw[1])], "frame": frame_label(frame_hw),
+            "tile": [spec.height, spec.width], "overlap": spec.tile_overlap, "grid": [grid.rows, grid.cols],
+            "tiles": len(grid)}
+
+
+def options_for_input(spec: InputSpec, options: BuildOptions) -> tuple[BuildOptions, dict | None]:
+    """The build options for a bundle's input mode, and (tile mode) what the profile was sized for, to be
+    recorded in the engine entry's plan under "tiles". See the module docstring."""
+    if spec.mode != "tile":
+        if options.frame_size is not None:
+            raise BuildError(f"--frame-size is for tile bundles; this bundle resizes each frame to one "
+                             f"{spec.width}x{spec.height} input (input.mode {spec.mode!r})")
+        return options, None
+    frame_hw = tuple(options.frame_size or DEFAULT_FRAME_HW)
+    tiles = tile_batch(spec, frame_hw)
+    n = tiles["tiles"]
+    on_dla = options.dla_core is not None
+    if on_dla and n > DLA_MAX_BATCH:
+        raise BuildError(f"the DLA takes at most {DLA_MAX_BATCH} tiles per batch, but a {tiles['frame']} frame has "
+                         f"{n} tiles of {spec.width}x{spec.height}: give a smaller --frame-size or build without --dla")
+    tiles.update(batch=[1, n, n] if not on_dla else [n, n, n], static_batch=on_dla)
+    return replace(options, batch=(1, n, n), frame_size=frame_hw), tiles

@@ -6,6 +6,17 @@ import click
 TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked against the smallest, the Nano
 
 
+def _frame_size(ctx, param, value):
+    if value is None:
+        return None
+    from engine_builder.plan import parse_frame_size
+
+    try:
+        return parse_frame_size(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.command("build")
 @click.option("--teacher", default=None, type=click.Path(), help="Teacher folder (transformers save_pretrained).")
 @click.option("--data", default=None, type=click.Path(), help="Image folder with train/, val/ and calib/.")
@@ -32,9 +43,12 @@ TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked agains
 @click.option("--dla", "dla_core", default=None, type=int, help="Build for this DLA core (GPU fallback); "
               "AGX Orin and Orin NX only.")
 @click.option("--workspace-mb", default=512, show_default=True, type=int, help="TensorRT builder workspace.")
+@click.option("--frame-size", default=None, metavar="WIDTHxHEIGHT", callback=_frame_size,
+              help="Tile bundles: the largest camera frame the engines take; the batch profile runs from 1 tile to "
+                   "this frame's tile count (default 1920x1080; with --dla the batch is fixed at that count).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle / student; rebuild existing engines.")
 def command(teacher, data, out, bundle, target, student_out, epochs, budget, mode, max_drop, trt_version, budget_ms,
-            dla_core, workspace_mb, force):
+            dla_core, workspace_mb, frame_size, force):
     """Distil TEACHER on DATA, export the staged bundle, quantize it, lint it for TensorRT, estimate its
     latency on TARGET, then build the TensorRT engines where TensorRT is present (on the device).
     Elsewhere the bundle is complete and the engines are built on the device.
@@ -55,7 +69,7 @@ def command(teacher, data, out, bundle, target, student_out, epochs, budget, mod
     elif mode != "none":
         _lint_or_fail(bundle, trt_version)
     _estimate_or_fail(bundle, target, budget_ms)
-    console.print(pipeline.engines(bundle, **_engine_options(dla_core, workspace_mb, force)))
+    console.print(pipeline.engines(bundle, **_engine_options(dla_core, workspace_mb, force, frame_size)))
     console.print(f"[bold]bundle ready:[/bold] {bundle}")
 
 
@@ -106,7 +120,8 @@ def _estimate_or_fail(bundle, target: str, budget_ms: float) -> None:
                         f"the {budget_ms:g} ms budget on {target}; use a smaller student or a faster target")
 
 
-def _engine_options(dla_core, workspace_mb: int, force: bool) -> dict:
+def _engine_options(dla_core, workspace_mb: int, force: bool, frame_size: tuple[int, int] | None = None) -> dict:
     from engine_builder.plan import BuildOptions
 
-    return {"options": BuildOptions(workspace_mb=workspace_mb, dla_core=dla_core), "force": force}
+    return {"options": BuildOptions(workspace_mb=workspace_mb, dla_core=dla_core, frame_size=frame_size),
+            "force": force}

@@ -6,6 +6,14 @@ profile's largest batch; every stage runs on one CUDA stream; stage k writes its
 device buffer, which is bound directly as stage k+1's input, and only the exit logits are copied to the host.
 Stage time is measured with CUDA events (`stage_ms`).
 
+Tile mode (per-tile early exit with compaction, edge_runtime.tile_executor): a batch may hold 1 to the
+profile's max tiles. `take_rows` keeps the rows still undecided on the GPU: it gathers them, one
+device-to-device copy per run of consecutive rows, into a gather buffer (two, used in turn, allocated at the
+first compaction), never in place: CUDA's memcpy does not allow the source and destination to overlap, and
+moving a run of rows down onto its own neighbours would. An engine with a static profile (min = max: the DLA)
+runs every batch at that size: a smaller batch is padded (the rows after it hold zeros or stale finite
+values, computed and never read back) and the outputs are cut to the real batch.
+
 Engines are loaded only from engines/<fingerprint id>/ when the manifest says they match this device, this
 precision and these stage files, and passed verification; otherwise `EnginesUnavailable` (a
 BackendUnavailable) says which, and the caller may fall back to ONNX Runtime.
@@ -69,6 +77,27 @@ class DeviceTensor:
     dtype: np.dtype
 
 
+def row_runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
+    """Maximal runs of consecutive indices in ascending `rows`: (first output row, first source row, count).
+
+    >>> row_runs(np.array([0, 1, 2, 5, 6, 9]))
+    [(0, 0, 3), (3, 5, 2), (5, 9, 1)]
+    """
+    rows = np.asarray(rows, np.int64)
+    if rows.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [rows.size]])
+    return [(int(a), int(rows[a]), int(b - a)) for a, b in zip(starts, ends)]
+
+
+def _alloc_zeroed(cuda, nbytes: int):
+    buf = cuda.mem_alloc(max(1, nbytes))
+    cuda.memset_d8(buf, 0, max(1, nbytes))  # padding rows of a static batch read finite values, never garbage
+    return buf
+
+
 class _Stage:
     """One engine: its context, its input name, its output device buffers (allocated once)."""
 
@@ -83,14 +112,16 @@ class _Stage:
         for n in names:
             dims = tuple(engine.get_tensor_shape(n))
             elems = max_batch * int(np.prod([d for d in dims[1:]]))  # (B, ...) at the largest batch
-            self.buffers[n] = cuda.mem_alloc(elems * self.dtypes[n].itemsize)
+            self.buffers[n] = _alloc_zeroed(cuda, elems * self.dtypes[n].itemsize)
 
 
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, bundle, precision: str = "fp32", fingerprint=None, **_options):
-        trt, cuda = require_tensorrt()
+    def __init__(self, bundle, precision: str = "fp32", fingerprint=None, trt=None, cuda=None, **_options):
+        """trt, cuda: the modules to use (tests pass fakes); by default tensorrt and pycuda.driver."""
+        if trt is None or cuda is None:
+            trt, cuda = require_tensorrt()
         from edge_runtime.fingerprint import detect
 
         self.trt, self.cuda, self.precision = trt, cuda, precision
@@ -99,6 +130,10 @@ class TensorRTBackend:
         entry = bundle.manifest.engines[fp.id]
         profile = next(iter(entry.plan.get("profile", {}).values()), None)
         self.max_batch = int(profile[2][0]) if profile else 1
+        # a static profile (DLA) runs every batch at its one size: smaller batches are padded to it
+        self.pad_to = self.max_batch if profile and int(profile[0][0]) == self.max_batch > 1 else None
+        self.tiles = entry.plan.get("tiles")  # tile bundles: the frame size the profile was sized for
+        self._gather: list = [None, None]  # take_rows' device buffers: (allocation, bytes), used in turn
         logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(logger)
         self.stages = [self._load(bundle.path(f)) for f in files]
@@ -119,14 +154,15 @@ class TensorRTBackend:
         """Stage k on x: a host image batch (stage 0) or the previous stage's DeviceTensor."""
         st, cuda, stream = self.stages[k], self.cuda, self.stream
         shape = tuple(x.shape)
-        if shape[0] > self.max_batch:
-            raise ValueError(f"batch {shape[0]} exceeds the engine profile's max batch {self.max_batch}")
+        batch = shape[0]
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(self._batch_message(batch))
         if isinstance(x, DeviceTensor):
             in_buf = x.buffer  # stays on the GPU: bind the previous stage's output directly
         else:
             in_buf = st.buffers[st.input]
             cuda.memcpy_htod_async(in_buf, np.ascontiguousarray(x, dtype=st.dtypes[st.input]), stream)
-        st.context.set_input_shape(st.input, shape)
+        st.context.set_input_shape(st.input, (self.pad_to or batch,) + shape[1:])
         st.context.set_tensor_address(st.input, int(in_buf))
         for n in st.outputs:
             st.context.set_tensor_address(n, int(st.buffers[n]))
@@ -135,23 +171,66 @@ class TensorRTBackend:
         if not st.context.execute_async_v3(stream.handle):
             raise RuntimeError(f"TensorRT failed to run stage {k}")
         end.record(stream)
-        logits = self._copy_logits(k, st)
+        logits = self._copy_logits(k, st, batch)
         stream.synchronize()
         self.stage_ms[k] = end.time_since(start)
-        hidden_shape = tuple(st.context.get_tensor_shape("hidden"))
+        hidden_shape = (batch,) + tuple(st.context.get_tensor_shape("hidden"))[1:]  # padding rows dropped
         return DeviceTensor(st.buffers["hidden"], hidden_shape, st.dtypes["hidden"]), logits.copy()
 
-    def _copy_logits(self, k: int, st: _Stage) -> np.ndarray:
-        shape = tuple(st.context.get_tensor_shape("logits"))  # (B, classes)
+    def _batch_message(self, batch: int) -> str:
+        if batch < 1:
+            return f"batch {batch}: a stage needs at least one input"
+        msg = f"batch {batch} exceeds the engine profile's max batch {self.max_batch}"
+        if self.tiles:
+            msg += (f" ({self.tiles['tiles']} tiles: the engines were built for {self.tiles['frame']} frames; "
+                    "rebuild them with `edge-qwq build --bundle BUNDLE --frame-size WIDTHxHEIGHT --force`)")
+        return msg
+
+    def _copy_logits(self, k: int, st: _Stage, batch: int) -> np.ndarray:
+        """The first `batch` rows of stage k's logits (the rest, if any, are a static batch's padding)."""
+        shape = tuple(st.context.get_tensor_shape("logits"))  # (B or pad_to, classes)
         host = self._logits_host.get(k)
-        if host is None or host.size < int(np.prod(shape)):
+        if host is None:
             host = self._logits_host[k] = self.cuda.pagelocked_empty(
                 (self.max_batch,) + shape[1:], st.dtypes["logits"])
-        out = host[: shape[0]]
-        self.cuda.memcpy_dtoh_async(out, st.buffers["logits"], self.stream)
+        out = host[:batch]
+        self.cuda.memcpy_dtoh_async(out, st.buffers["logits"], self.stream)  # copies out.nbytes: `batch` rows
         return out
 
     def hidden_to_host(self, hidden: DeviceTensor) -> np.ndarray:
         out = np.empty(hidden.shape, hidden.dtype)
+        self.stream.synchronize()  # a take_rows gather may still be running on the stream
         self.cuda.memcpy_dtoh(out, hidden.buffer)
         return out
+
+    def take_rows(self, hidden: DeviceTensor, rows: np.ndarray) -> DeviceTensor:
+        """The hidden state of batch rows `rows` (ascending, distinct), still on the GPU: each run of
+        consecutive rows is one device-to-device copy on the backend's stream (ordered before the next
+        stage) into a gather buffer; rows 0..n-1 (a prefix) need no copy. `hidden` is left as it was; the
+        handle returned lives in a gather buffer that a later take_rows may reuse, so run the next stage on it
+        first (as run_tiles does)."""
+        rows = np.asarray(rows, np.int64).ravel()
+        n = hidden.shape[0]
+        if rows.size == 0:
+            raise ValueError("take_rows needs at least one row (a stage cannot run on an empty batch)")
+        if rows[0] < 0 or rows[-1] >= n or np.any(np.diff(rows) <= 0):
+            raise ValueError(f"rows must be ascending, distinct indices into the batch of {n}")
+        shape = (int(rows.size),) + tuple(hidden.shape[1:])
+        if rows[-1] == rows.size - 1:  # rows 0..n-1: already in place
+            return DeviceTensor(hidden.buffer, shape, hidden.dtype)
+        row_bytes = int(np.prod(hidden.shape[1:], dtype=np.int64)) * np.dtype(hidden.dtype).itemsize
+        dst = self._gather_buffer(hidden.buffer, self.max_batch * row_bytes)
+        src0, dst0 = int(hidden.buffer), int(dst)
+        for out_row, src_row, count in row_runs(rows):
+            self.cuda.memcpy_dtod_async(dst0 + out_row * row_bytes, src0 + src_row * row_bytes, count * row_bytes,
+                                        self.stream)
+        return DeviceTensor(dst, shape, hidden.dtype)
+
+    def _gather_buffer(self, src, nbytes: int):
+        """A gather buffer of at least `nbytes` that is not `src` (two are kept and used in turn)."""
+        first = self._gather[0]
+        slot = 1 if first is not None and int(first[0]) == int(src) else 0
+        cur = self._gather[slot]
+        if cur is None or cur[1] < nbytes:
+            cur = self._gather[slot] = (_alloc_zeroed(self.cuda, nbytes), nbytes)
+        return cur[0]

@@ -88,3 +88,138 @@ def test_device_load_and_run_matches_onnxruntime(tmp_path):
     for i, f in enumerate(frames):
         r = trt_exec.run(f)
         assert (r.label_index, r.exit_index) == (pred[i], exit_at[i])
+
+
+# ---------------- here, with FAKE tensorrt and pycuda (tests/engine_builder/fake_tensorrt.py) ----------------
+# The fakes replay each stage's ONNX file with ONNX Runtime on fake device memory: what is tested is our
+# buffer handling (batch range, padding, compaction copies), not TensorRT.
+
+def _tile_bundle(root):
+    import dataclasses
+
+    b = Bundle.open(root)
+    b.manifest.input = dataclasses.replace(b.manifest.input, mode="tile")
+    b.save()
+    return root
+
+
+def _fake_trt_backend(root, frame_size=(96, 128), static: bool = False):
+    """Engines built for `root` by the fake builder (tile profile 1..tiles of frame_size), opened by the
+    TensorRT backend on the fakes; static=True rewrites the profile as a DLA build records it (min = max)."""
+    import json
+
+    from edge_runtime.backends.tensorrt_backend import TensorRTBackend
+    from engine_builder.build import build_engines
+    from engine_builder.plan import BuildOptions
+    from engine_builder.verify import onnxruntime_runner
+    from tests.engine_builder.fake_tensorrt import FAKE_ENGINE, make_fake_cuda, make_fake_tensorrt
+    from tests.engine_builder.test_cache_build import ORIN
+
+    cuda = make_fake_cuda()
+    trt = make_fake_tensorrt("10.3.0", cuda=cuda)
+    b = Bundle.open(root)
+    ort = onnxruntime_runner([b.path(s.file) for s in b.stages])
+    build_engines(root, options=BuildOptions(frame_size=frame_size), trt=trt, fingerprint=ORIN,
+                  engine_runner=lambda engines, plan: ort, progress=lambda s: None)
+    if static:  # what a --dla build records: every stage fixed at the tile count
+        b = Bundle.open(root)
+        entry = b.manifest.engines[ORIN.id]
+        for s in entry.stages:
+            spec = json.loads(b.path(s.file).read_bytes()[len(FAKE_ENGINE):])
+            spec["profile"] = {k: [v[2]] * 3 for k, v in spec["profile"].items()}
+            b.path(s.file).write_bytes(FAKE_ENGINE + json.dumps(spec).encode())
+            b.add_file(s.file)
+        entry.plan["profile"] = {k: [v[2]] * 3 for k, v in entry.plan["profile"].items()}
+        b.save()
+    return TensorRTBackend(Bundle.open(root), "fp32", fingerprint=ORIN, trt=trt, cuda=cuda), cuda, trt
+
+
+def _ort_backend(root):
+    from edge_runtime.backends import open_backend
+
+    return open_backend("onnxruntime", Bundle.open(root))
+
+
+def _tiles(n, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32)
+
+
+def test_row_runs_coalesce_consecutive_rows():
+    from edge_runtime.backends.tensorrt_backend import row_runs
+
+    assert row_runs(np.array([0, 1, 2, 5, 6, 9])) == [(0, 0, 3), (3, 5, 2), (5, 9, 1)]
+    assert row_runs(np.array([4])) == [(0, 4, 1)]
+    assert row_runs(np.array([], np.int64)) == []
+
+
+def test_fake_take_rows_gathers_the_right_rows_on_the_device(tiny_bundle):
+    root = _tile_bundle(tiny_bundle)
+    trt_b, cuda, _ = _fake_trt_backend(root)
+    x = _tiles(12)
+    h, _ = trt_b.run_stage(0, x)
+    h_ort, _ = _ort_backend(root).run_stage(0, x)
+    assert h.shape == h_ort.shape and not isinstance(h, np.ndarray)
+    np.testing.assert_allclose(trt_b.hidden_to_host(h), h_ort, rtol=1e-5, atol=1e-5)
+    rows = np.array([1, 2, 3, 7, 10, 11])
+    del cuda.calls[:]
+    g = trt_b.take_rows(h, rows)
+    assert g.shape == (6,) + h_ort.shape[1:] and int(g.buffer) != int(h.buffer)
+    copies = [c for c in cuda.calls if c[0] == "dtod"]
+    row_bytes = int(np.prod(h_ort.shape[1:])) * 4
+    assert [c[3] for c in copies] == [3 * row_bytes, row_bytes, 2 * row_bytes]  # one copy per run of rows
+    assert not [c for c in cuda.calls if c[0] in ("dtoh", "htod")]  # nothing went through the host
+    np.testing.assert_allclose(trt_b.hidden_to_host(g), h_ort[rows], rtol=1e-5, atol=1e-5)
+    # the next stage runs on the gathered rows as ONNX Runtime does on the same rows
+    h2, logits2 = trt_b.run_stage(1, g)
+    h2_ort, logits2_ort = _ort_backend(root).run_stage(1, h_ort[rows])
+    np.testing.assert_allclose(logits2, logits2_ort, rtol=1e-5, atol=1e-5)
+    # a compaction of a gathered batch uses the other gather buffer; a prefix needs no copy at all
+    gg = trt_b.take_rows(g, np.array([2, 5]))
+    assert int(gg.buffer) not in (int(g.buffer), int(h.buffer))
+    np.testing.assert_allclose(trt_b.hidden_to_host(gg), h_ort[[3, 11]], rtol=1e-5, atol=1e-5)
+    del cuda.calls[:]
+    prefix = trt_b.take_rows(h2, np.array([0, 1, 2]))
+    assert int(prefix.buffer) == int(h2.buffer) and prefix.shape[0] == 3 and not cuda.calls
+    for bad in ([], [3, 1], [0, 0], [0, 6]):
+        with pytest.raises(ValueError):
+            trt_b.take_rows(h2, np.array(bad, np.int64))
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["gpu-profile", "dla-static-padded"])
+def test_fake_run_tiles_matches_onnxruntime(tiny_bundle, static):
+    from edge_runtime.executor import ExitPolicy, softmax
+    from edge_runtime.tile_executor import run_tiles
+
+    root = _tile_bundle(tiny_bundle)
+    trt_b, _, trt = _fake_trt_backend(root, frame_size=(96, 128), static=static)
+    ort_b = _ort_backend(root)
+    n_max = trt_b.max_batch
+    assert n_max == 20  # 96x128 frame, 32 px tiles at 25 % overlap: 4 x 5
+    assert trt_b.pad_to == (n_max if static else None)
+    bundle = Bundle.open(root)
+    tiles = _tiles(17, seed=3)  # fewer tiles than the profile's max (a ROI, reused tiles)
+    # thresholds at the median confidence: about half the tiles leave at each early exit
+    _, logits0 = ort_b.run_stage(0, tiles)
+    conf = softmax(np.asarray(logits0, np.float64)).max(axis=1)
+    t = float(np.median(conf))
+    policy = ExitPolicy(thresholds=(t, t), ok_thresholds=(t, t))
+    r_trt = run_tiles(trt_b, tiles, policy, bundle.ok_index)
+    r_ort = run_tiles(ort_b, tiles, policy, bundle.ok_index)
+    assert r_trt.stage_tiles == r_ort.stage_tiles and r_trt.stage_tiles[0] == 17
+    assert r_trt.stage_tiles[1] < 17  # compaction happened
+    np.testing.assert_array_equal(r_trt.exit_at, r_ort.exit_at)
+    np.testing.assert_array_equal(r_trt.labels, r_ort.labels)
+    np.testing.assert_allclose(r_trt.probs, r_ort.probs, rtol=1e-5, atol=1e-6)
+    shapes = [c[2][0] for c in trt.calls if c[0] == "context.set_input_shape"]
+    if static:
+        assert set(shapes) == {n_max}  # every run padded to the fixed batch
+    else:
+        assert shapes == r_trt.stage_tiles  # every run at its own batch
+
+
+def test_fake_batch_over_the_profile_names_the_frame_size(tiny_bundle):
+    root = _tile_bundle(tiny_bundle)
+    trt_b, _, _ = _fake_trt_backend(root, frame_size=(96, 128))
+    with pytest.raises(ValueError, match=r"batch 21 exceeds the engine profile's max batch 20 .*128x96 frames.*"
+                                         r"--frame-size"):
+        trt_b.run_stage(0, _tiles(21))

@@ -81,7 +81,7 @@ def test_fake_trt10_records_a_strongly_typed_build_with_cache_and_progress(tmp_p
     plan = plan_build(trt.__version__, QDQ, BuildOptions("quantized", workspace_mb=64), "image", SHAPE)
     lines = []
     engine, cache = build_serialized(trt, tmp_path / "stage0.q.onnx", plan, b"old-cache", progress=lines.append)
-    assert engine == b"fake-engine"
+    assert engine.startswith(b"fake-engine")
     assert _calls(trt, "create_network") == [("create_network", 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))]
     assert _calls(trt, "config.set_flag") == []
     assert _calls(trt, "config.set_memory_pool_limit") == [("config.set_memory_pool_limit", "WORKSPACE", 64 << 20)]
