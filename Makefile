@@ -67,10 +67,11 @@ test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow"
 
 # after `make demo`: student vs teacher, early exit vs full depth (model_bench), service pipeline vs
-# bare inference (pipeline_bench), each printing JSON
+# bare inference (pipeline_bench), whole frames: early exit vs full depth and tile reuse (frame_bench), each printing JSON
 bench: $(STAMP)
 	$(PY) bench/model_bench.py --workdir $(DEMO)
 	$(PY) bench/pipeline_bench.py --bundle $(DEMO)/bundle
+	$(PY) bench/frame_bench.py --workdir $(DEMO)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,7 @@ per precision (the quantized stages score a little differently from FP32) and st
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +27,23 @@ FLOOR = 0.5  # a tile must at least lean to "defect"
 
 
 def frame_maxima(bundle_path, frames, precision: str,
-                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """(n,) the highest tile score of each frame, tiles early-exiting only as ok (a tile that might be a
-    defect always reaches the last stage, so its score does not depend on the threshold being fitted)."""
+                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list[float]]:
+    """((n,) the highest tile score of each frame, the share of tiles leaving at each exit). Tiles exit
+    early only as ok: a tile that might be a defect always reaches the last stage, so its score does not
+    depend on the threshold being fitted."""
     from edge_runtime.inference import DynamicInference, InferenceConfig
 
     model = DynamicInference(bundle_path, InferenceConfig(precision=precision, tiling="on", frame_threshold=1.0,
                                                           reuse_window=0))
-    out = np.empty(len(frames))
+    out, entering = np.empty(len(frames)), np.zeros(model.num_stages + 1)
     for i in range(len(frames)):
-        verdict, _ = model.tiled.infer(frames.image(i))
+        verdict, info = model.tiled.infer(frames.image(i))
         out[i] = verdict.scores.max()
+        entering[:len(info.stage_tiles)] += info.stage_tiles
         if progress:
             progress(i + 1, len(frames))
-    return out
+    rates = [round(float((entering[k] - entering[k + 1]) / entering[0]), 5) for k in range(model.num_stages)]
+    return out, rates
 
 
 def choose_threshold(good_maxima: np.ndarray, target: float) -> float:
@@ -81,17 +85,21 @@ def fit_frame_threshold(bundle_path, frames_dir, target: float = TARGET_FALSE_AL
         precisions = ["fp32"] + (["quantized"] if all(s.quantized for s in bundle.stages) else [])
     thresholds, measured = {}, {}
     for p in precisions:
-        maxima = frame_maxima(bundle_path, frames, p, None if progress is None else
-                              (lambda i, n, p=p: progress(p, i, n)))
+        maxima, rates = frame_maxima(bundle_path, frames, p, None if progress is None else
+                                     (lambda i, n, p=p: progress(p, i, n)))
         t = choose_threshold(maxima[~defect], target)
         thresholds[p] = round(t, 12)
         flagged = maxima >= t
         measured[p] = {"false_alarm_pct": round(100 * flagged[~defect].mean(), 2),
-                       "recall_pct": round(100 * flagged[defect].mean(), 2) if defect.any() else None}
+                       "recall_pct": round(100 * flagged[defect].mean(), 2) if defect.any() else None,
+                       "tile_exit_rates": rates}
     spec = FrameSpec(thresholds, float(target), "max",
                      {"frames": len(frames), "good_frames": int((~defect).sum()), "source": str(Path(frames_dir)),
                       "tile_overlap": bundle.input.tile_overlap}, measured)
+    h, w = frames.image(0).shape[:2]
+    spec.fitted_on["frame_size"] = [w, h]
     bundle = Bundle.open(bundle_path)  # re-read: nothing else changed it meanwhile in one process
     bundle.manifest.frames = spec
+    bundle.manifest.input = replace(bundle.manifest.input, frame_size=(h, w))  # engines are sized for these
     bundle.save()
     return spec

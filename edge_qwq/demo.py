@@ -13,7 +13,11 @@ from edge_qwq.pipeline import distill_student, export_student, lint, quantize, s
 
 
 def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 10, distill_epochs: int = 45,
-             quantize_stages: bool = True, fresh: bool = False) -> dict:
+             quantize_stages: bool = True, fresh: bool = False, frames: dict | None = None,
+             frame_epochs: int = 3, frame_size: tuple[int, int] = (960, 1280)) -> dict:
+    """Every step on sample data. `frames`: frames per split for the whole-frame steps (None: DEMO_FRAMES;
+    {} skips them)."""
+    frames = DEMO_FRAMES if frames is None else frames
     work = Path(workdir)
     if fresh and work.exists():
         shutil.rmtree(work)
@@ -41,9 +45,104 @@ def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 10, distill_ep
     with step("7. run on a video made from val images", timings):
         video = _video(data, work / "line.avi")
         run = _run(bundle, video, work / "decisions.jsonl")
-    summary = _summary(bench, run, timings, _shape(bundle))
+    frames_result = None
+    if frames:
+        frames_result = _frames_demo(work, data, student, timings, quantize_stages, frames, frame_epochs, frame_size)
+    summary = _summary(bench, run, timings, _shape(bundle), frames_result)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+# Whole frames in the demo: sample frames per split (train: hard negatives, fit: the frame threshold,
+# score: the bench). `edge-qwq bench --frames` on 300+ frames gives the acceptance figures (README).
+DEMO_FRAMES = {"train": 120, "fit": 120, "score": 100}
+
+
+def _frames_demo(work: Path, data: Path, student: Path, timings: dict, quantize_stages: bool, n: dict,
+                 epochs: int, frame_size: tuple[int, int]) -> dict:
+    """Tile mode end to end: frames -> frame-tile fine-tuning -> tile bundle -> quantize -> frame threshold
+    -> frame bench -> a conveyor video with changed-tiles-only -> one frame drawn with its boxes."""
+    frames, tiles_student, tile_bundle = data / "frames", work / "student-tiles", work / "bundle-tiles"
+    with step(f"8. sample frames ({frame_size[1]}x{frame_size[0]}: the same real textures, synthetic defects at "
+              "known places)", timings):
+        _sample_frames(frames, n, frame_size)
+    with step("9. train the student on frame tiles (hard negatives), export in tile mode", timings):
+        if not (tiles_student / "model.safetensors").is_file():
+            from export.frame_training import frame_tune_student
+
+            frame_tune_student(student, data, frames / "train", tiles_student, epochs=epochs,
+                               log=lambda m: console.print(m, highlight=False))
+        else:
+            console.print(f"reusing {tiles_student}")
+        export_student(tiles_student, tile_bundle, force=True)
+        if quantize_stages:
+            quantize(tile_bundle, data, mode="mixed")
+    with step("10. fit the frame-level threshold on defect-free frames", timings):
+        from calib.frame_threshold import fit_frame_threshold
+
+        spec = fit_frame_threshold(tile_bundle, frames / "fit")
+        for p, t in spec.threshold.items():
+            console.print(f"{p}: threshold {t:.6f}, false alarms on the fitting frames "
+                          f"{spec.measured[p]['false_alarm_pct']:.1f} %", highlight=False)
+    with step("11. bench whole frames: per-tile early exit vs full depth, one run", timings):
+        from edge_qwq.frame_bench import run_frame_bench
+        from edge_qwq.tables import frame_bench_table
+
+        fb = run_frame_bench(tile_bundle, frames / "score", log=lambda m: console.print(f"[dim]{m}[/dim]"))
+        (work / "frames_bench.json").write_text(json.dumps(fb, indent=2) + "\n")
+        console.print(frame_bench_table(fb))
+    with step("12. a conveyor video: changed tiles only; one frame drawn with its boxes", timings):
+        reuse = _conveyor(work, tile_bundle, frame_size)
+        png = _draw_frame(tile_bundle, frames / "score", work / "frame_with_boxes.png")
+        console.print(f"one scored frame with its boxes: {png}")
+    return {"bench": fb, "reuse": reuse, "png": str(png)}
+
+
+def _sample_frames(frames: Path, n: dict, frame_size: tuple[int, int]) -> None:
+    from export.sample_frames import make_frames
+
+    if (frames / "score" / "boxes.json").is_file():
+        console.print(f"reusing {frames}")
+        return
+    counts = make_frames(frames, 0, size_hw=frame_size, seed=0, split_sizes=n)
+    console.print(f"{sum(counts.values())} frames: {counts}")
+
+
+def _conveyor(work: Path, bundle: Path, frame_size: tuple[int, int]) -> dict:
+    from edge_qwq.reuse_bench import run_reuse_bench
+    from export.sample_data import load_textures
+    from export.sample_frames import make_conveyor_video
+
+    video = work / "conveyor.avi"
+    if not video.is_file():
+        make_conveyor_video(load_textures(), video, size_hw=frame_size, frames=90, fps=15)
+    r = run_reuse_bench(bundle, video, window=5)
+    (work / "reuse_bench.json").write_text(json.dumps(r, indent=2) + "\n")
+    console.print(f"changed tiles only on {r['frames']} frames: {r['fewer_tiles_factor']:.2f}x fewer tiles inferred, "
+                  f"{r['same_decisions_pct']:.1f} % of frames decided as without reuse", highlight=False)
+    return r
+
+
+def _draw_frame(bundle: Path, frames: Path, out: Path) -> Path:
+    """The first scored frame with a true defect, its boxes (red, model) and the true boxes (green, thin)."""
+    import cv2
+
+    from edge_runtime.frame_eval import load_frames
+    from edge_runtime.inference import DynamicInference, InferenceConfig
+    from edge_runtime.overlay import annotate
+
+    fs = load_frames(frames)
+    i = next((k for k, t in enumerate(fs.truth) if t), 0)
+    image = fs.image(i)
+    model = DynamicInference(bundle, InferenceConfig(reuse_window=0))
+    d = model.infer(image)
+    shown = annotate(image, d, heatmap=True, grid=model.tiled.grid_for(image))
+    for t in fs.truth[i]:
+        x0, y0, x1, y1 = t["box"]
+        cv2.rectangle(shown, (x0 - 3, y0 - 3), (x1 + 3, y1 + 3), (60, 200, 60), 1)
+    if not cv2.imwrite(str(out), shown):
+        raise OSError(f"cannot write {out}")
+    return out
 
 
 def _sample(data: Path, per_class: int) -> None:
@@ -127,7 +226,7 @@ def _shape(bundle: Path) -> str:
     return f"{s.patch} px tokens, dim {s.dim}, depth {s.depth}, heads {s.heads}, exits after {s.exits}"
 
 
-def _summary(bench: dict, run: dict, timings: dict, shape: str = "") -> dict:
+def _summary(bench: dict, run: dict, timings: dict, shape: str = "", frames: dict | None = None) -> dict:
     from rich.table import Table
 
     acc, flops, lat = bench["accuracy"], bench["flops"], bench["latency_ms"]
@@ -149,16 +248,37 @@ def _summary(bench: dict, run: dict, timings: dict, shape: str = "") -> dict:
         if "weight_bytes" in bench:
             wb = bench["weight_bytes"]
             rows.append(("quantized weight bytes / FP32", f"{wb['quantized'] / wb['fp32']:.3f}"))
-    rows += [(f"video: {run['frames']} frames ({run['precision']})",
-              f"{run['accuracy']:.1f}% correct, p50 {run['p50_ms']:.2f} ms"),
-             ("total time", f"{sum(timings.values()):.0f} s")]
+    rows.append((f"video: {run['frames']} frames ({run['precision']})",
+                 f"{run['accuracy']:.1f}% correct, p50 {run['p50_ms']:.2f} ms"))
+    if frames:
+        rows += _frame_rows(frames)
+    rows.append(("total time", f"{sum(timings.values()):.0f} s"))
     t = Table(title="edge-qwq demo (ONNX Runtime, CPU; sample data: real textures, synthetic defects)")
     t.add_column("measure")
     t.add_column("value", justify="right")
     for r in rows:
         t.add_row(*r)
     console.print(t)
-    return {"bench": bench, "video": run, "timings_s": timings, "student_shape": shape}
+    return {"bench": bench, "video": run, "timings_s": timings, "student_shape": shape,
+            "frames": None if not frames else {"bench": frames["bench"], "reuse": frames["reuse"],
+                                               "png": frames["png"]}}
+
+
+def _frame_rows(frames: dict) -> list[tuple[str, str]]:
+    fb, e, reuse = frames["bench"], frames["bench"]["early_exit"], frames["reuse"]
+    w, h = fb["frame_size"]
+    est = (fb.get("estimate") or {}).get("orin-agx") or {}
+    rows = [(f"frames: {fb['frames']} of {w}x{h} ({fb['precision']}), recall / false alarms",
+             f"{e['recall_pct']:.1f}% / {e['false_alarm_pct']:.1f}%"),
+            ("frames: true defects located / false boxes per frame",
+             f"{e['located_pct']:.1f}% / {e['false_boxes_per_frame']:.2f}"),
+            ("frames: tiles per frame, per-tile early exit speed-up (p50)",
+             f"{e['tiles_per_frame']:.0f}, {fb['speedup']['p50']:.2f}x")]
+    if "mean_ms" in est:
+        rows.append(("frames: estimated ms per 1920x1080 frame on AGX Orin", f"{est['mean_ms']:.2f} ms"))
+    rows.append(("conveyor video: tiles inferred fewer by / same decisions",
+                 f"{reuse['fewer_tiles_factor']:.2f}x / {reuse['same_decisions_pct']:.1f}%"))
+    return rows
 
 
 def _fastest_teacher_p50(bench: dict) -> float:

@@ -106,7 +106,7 @@ def frame_metrics(outcomes: list[FrameOutcome], tile_hw: tuple[int, int], stage_
     n_true = sum(len(o.truth) for o in outcomes)
     located = subtle = subtle_located = hits = false_boxes = boxes = 0
     for o in outcomes:
-        small = [d["box"] for d in o.defects if d["box"][2] - d["box"][0] <= 2 * tw and d["box"][3] - d["box"][1] <= 2 * th]
+        small = [b for b in (d["box"] for d in o.defects) if b[2] - b[0] <= 2 * tw and b[3] - b[1] <= 2 * th]
         for t in o.truth:
             found = any(_contains(b, t["centre"]) for b in small)
             located += found

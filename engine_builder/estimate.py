@@ -193,6 +193,12 @@ def exit_rates_of(bundle, n_early: int, unit: str = "frames") -> tuple[tuple[flo
     """Measured exit rates from the manifest (exit_policy.exit_fraction, written by calib) if present;
     else the assumption that half the frames (or tiles) still running leave at each early exit: far fewer
     than on a textured surface, where most tiles are plainly ok (the demo student: 98 % at the first exit)."""
+    frames = bundle.manifest.frames
+    if unit == "tiles" and frames is not None:  # measured on whole frames by `frames fit`: the tiles' own rates
+        for p in ("quantized", "fp32"):
+            tiles = (frames.measured.get(p) or {}).get("tile_exit_rates")
+            if tiles and len(tiles) > n_early:
+                return tuple(float(r) for r in tiles[:n_early]), f"measured on {p} tiles of the fitting frames"
     measured = bundle.exit_policy.exit_fraction
     if measured and len(measured) >= n_early:
         where = " on single inputs, i.e. per tile" if unit == "tiles" else ""

@@ -193,7 +193,9 @@ def options_for_input(spec: InputSpec, options: BuildOptions) -> tuple[BuildOpti
             raise BuildError(f"--frame-size is for tile bundles; this bundle resizes each frame to one "
                              f"{spec.width}x{spec.height} input (input.mode {spec.mode!r})")
         return options, None
-    frame_hw = tuple(options.frame_size or DEFAULT_FRAME_HW)
+    # given; else the larger of the frames it was fitted on and 1920x1080 (a profile too small fails at run time)
+    frame_hw = tuple(options.frame_size or max(spec.frame_size or DEFAULT_FRAME_HW, DEFAULT_FRAME_HW,
+                                                key=lambda hw: hw[0] * hw[1]))
     tiles = tile_batch(spec, frame_hw)
     n = tiles["tiles"]
     on_dla = options.dla_core is not None

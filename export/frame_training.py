@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 INSIDE = 0.6  # a tile is a positive when it holds at least this share of a defect's box
-AROUND = 6  # extra crops per defect at random offsets
+AROUND = 8  # extra crops per defect at random offsets
+SUBTLE_WEIGHT = 2  # subtle defects (marked in boxes.json) get this many times as many crops: they are rarer
+#                    in what the student learnt from the crops, and the hardest to see
 
 
 @dataclass
@@ -97,7 +99,7 @@ def collect_tiles(frames_dir, classes: list[str], spec, score=None, hard_per_fra
                 pos.append(rgb[y0:y1, x0:x1])
                 pos_y.append(label)
         for d in truth:
-            crops = _around(rgb, d["box"], tile, rng, AROUND)
+            crops = _around(rgb, d["box"], tile, rng, AROUND * (SUBTLE_WEIGHT if d.get("subtle") else 1))
             pos += crops
             pos_y += [classes.index(d["label"])] * len(crops)
         if free:
@@ -135,35 +137,51 @@ def student_scorer(student):
 
 
 def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float = 5e-4, hard_per_frame: int = 16,
-                         random_per_frame: int = 16, seed: int = 0, show_progress: bool = True, log=print) -> dict:
-    """Fine-tune `student` (its exit temperatures unfolded) on crops + frame tiles; returns what it used."""
+                         random_per_frame: int = 8, seed: int = 0, show_progress: bool = True, log=print,
+                         rounds: int = 2) -> dict:
+    """Fine-tune `student` (its exit temperatures unfolded) on crops + frame tiles, in `rounds` rounds of
+    `epochs` epochs: each round mines its hard negatives again with the student as the last round left it
+    (what it still calls a defect on good surface). Returns what it used."""
+    spec = _spec(student.config)
+    used = []
+    for r in range(rounds):
+        tiles = collect_tiles(frames_dir, student.config.classes, spec, student_scorer(student), hard_per_frame,
+                              random_per_frame, seed + r)
+        log(f"round {r + 1}/{rounds}: {len(tiles.positives)} defect tiles, {len(tiles.negatives)} defect-free "
+            f"tiles ({hard_per_frame} hardest and {random_per_frame} random per frame, of {tiles.negatives_seen}), "
+            f"{tiles.ambiguous} border tiles left out, {len(crops.labels)} crops replayed")
+        _train(student, crops, tiles, epochs, lr * (0.5 ** r), seed + r, show_progress, f"frame tiles {r + 1}/{rounds}")
+        used.append({"defect_tiles": int(len(tiles.positives)), "defect_free_tiles": int(len(tiles.negatives)),
+                     "negatives_seen": int(tiles.negatives_seen), "border_tiles_left_out": int(tiles.ambiguous)})
+    return {"frames_dir": str(Path(frames_dir)), "rounds": used, "hard_per_frame": hard_per_frame,
+            "random_per_frame": random_per_frame, "crops_replayed": int(len(crops.labels)),
+            "epochs_per_round": epochs, "lr": lr}
+
+
+def _train(student, crops, tiles: TileSet, epochs: int, lr: float, seed: int, show_progress: bool,
+           name: str) -> None:
+    """Cross entropy on every exit over crops + defect tiles + defect-free tiles, cosine learning rate."""
     import torch
     import torch.nn.functional as F
 
     from export.training import augment, batches, cosine_lr, normalize, progress_bar
 
     cfg = student.config
-    spec = _spec(cfg)
     ok = cfg.classes.index(cfg.ok_class)
-    tiles = collect_tiles(frames_dir, cfg.classes, spec, student_scorer(student), hard_per_frame,
-                          random_per_frame, seed)
     images = torch.from_numpy(np.concatenate([crops.images.numpy(), tiles.positives, tiles.negatives]))
     labels = torch.from_numpy(np.concatenate([crops.labels.numpy(), tiles.positive_labels,
                                               np.full(len(tiles.negatives), ok, np.int64)]))  # (N,)
-    log(f"frame tiles: {len(tiles.positives)} defect tiles, {len(tiles.negatives)} defect-free tiles "
-        f"({hard_per_frame} hardest and {random_per_frame} random per frame, of {tiles.negatives_seen}), "
-        f"{tiles.ambiguous} border tiles left out, {len(crops.labels)} crops replayed")
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(seed)
     n, bs = len(labels), 64
     steps = epochs * ((n + bs - 1) // bs)
     student.train()
     step = 0
-    with progress_bar("frame tiles", steps, show_progress) as advance:
+    with progress_bar(name, steps, show_progress) as advance:
         for epoch in range(epochs):
             for idx in batches(n, bs, gen):
                 cosine_lr(opt, lr, step, steps, warmup=steps // 20)
-                x = normalize(augment(images[idx], gen), cfg.mean, cfg.std)
+                x = normalize(augment(images[idx], gen), cfg.mean, cfg.std)  # (B, 3, T, T)
                 loss = sum(F.cross_entropy(logits, labels[idx]) for logits in student(x))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -171,11 +189,6 @@ def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float 
                 step += 1
                 advance(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     student.eval()
-    return {"frames_dir": str(Path(frames_dir)), "defect_tiles": int(len(tiles.positives)),
-            "defect_free_tiles": int(len(tiles.negatives)), "hard_per_frame": hard_per_frame,
-            "random_per_frame": random_per_frame, "negatives_seen": int(tiles.negatives_seen),
-            "border_tiles_left_out": int(tiles.ambiguous), "crops_replayed": int(len(crops.labels)),
-            "epochs": epochs, "lr": lr}
 
 
 def _spec(cfg):
@@ -185,9 +198,9 @@ def _spec(cfg):
     return InputSpec(cfg.image_size, cfg.image_size, tuple(cfg.mean), tuple(cfg.std), mode="tile")
 
 
-def frame_tune_student(student_dir, data, frames_dir, out, epochs: int = 4, lr: float = 5e-4,
-                       hard_per_frame: int = 16, random_per_frame: int = 16, seed: int = 0,
-                       show_progress: bool = True, log=print) -> dict:
+def frame_tune_student(student_dir, data, frames_dir, out, epochs: int = 3, lr: float = 5e-4,
+                       hard_per_frame: int = 16, random_per_frame: int = 8, seed: int = 0,
+                       show_progress: bool = True, log=print, rounds: int = 2) -> dict:
     """Load a distilled student, fine-tune it on frame tiles, re-fit its exit temperatures, and save it to
     OUT marked for tile mode (export then writes `input.mode: tile`). Returns its metrics on DATA/val."""
     import torch
@@ -205,7 +218,7 @@ def frame_tune_student(student_dir, data, frames_dir, out, epochs: int = 4, lr: 
     val = load_split(data, "val", cfg.image_size, classes=cfg.classes)
     unfold_temperatures(student)  # train at the logit scale distillation trained at; finish_student refits them
     stats = fine_tune_for_frames(student, train, frames_dir, epochs, lr, hard_per_frame, random_per_frame, seed,
-                                 show_progress, log)
+                                 show_progress, log, rounds)
     cfg.extra["input_mode"] = "tile"
     cfg.extra["frame_training"] = stats
     return finish_student(student, data, train, val, out, extra={"frame_training": stats})

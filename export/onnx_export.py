@@ -22,6 +22,10 @@ from edge_runtime.onnx_cost import graph_flops
 from edge_runtime.bundle.sections import INPUT_MODES
 from export.errors import ExportError
 
+# tile mode: a tile whose pixels stay the same keeps its result for up to 5 frames (a static belt costs
+# almost nothing); resize mode keeps reuse off unless the user turns it on
+TILE_REUSE_WINDOW = 5
+
 OPSET = 17
 TOLERANCE = 1e-4  # max abs difference between torch and ONNX Runtime, per output
 
@@ -102,7 +106,7 @@ def _manifest(student, stages: list[StageSpec], input_mode: str = "resize", tile
         student=StudentSpec(cfg.dim, cfg.depth, cfg.heads, cfg.patch, list(cfg.exits), groups,
                             None if cfg.block_heads is None else list(cfg.block_heads), _pruning(cfg),
                             cfg.stem_width),
-        dynamic=DynamicSpec(reuse_window=0))
+        dynamic=DynamicSpec(reuse_window=TILE_REUSE_WINDOW if input_mode == "tile" else 0))
 
 
 def _pruning(cfg):

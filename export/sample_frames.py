@@ -4,8 +4,9 @@ The 96 px crops of `export.sample_data` train a tile classifier; a camera sees a
 and per-tile errors compound over its ~234 tiles, so frame-level decisions need frames to be measured
 and calibrated on. These frames are made of the same pieces as the crops:
 
-- Surfaces are real photographs that scikit-image ships (brick, grass, gravel), mirror-tiled (no hard
-  seams) at the crops' native scale (96 / c, c uniform in [96, 256): 0.375 to 1 frame px per photo px),
+- Surfaces are real photographs that scikit-image ships (brick, grass, gravel) at the crops' native scale
+  (96 / c, c uniform in [96, 256): 0.375 to 1 frame px per photo px), quilted from random crops of the
+  photograph cross-faded into each other with contrast-preserving weights (see `_tiled`),
   with the crops' gain (0.8-1.15), bias (+-15) and per-channel tint (0.85-1.1), a gentle illumination
   gradient across the frame (a few %: line lighting), a random horizontal flip and sensor noise N(0, 2).
 - Defects are synthetic, drawn by the crops' own generators at the crop size 96 and pasted in, so a
@@ -45,17 +46,43 @@ NOTE = "real scikit-image texture photographs, synthetic defects"
 
 
 def _tiled(tex: np.ndarray, size_hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """The photograph at a crop's native scale, mirror-tiled to cover the frame: float32 (H, W)."""
+    """The photograph at a crop's native scale, quilted to cover the frame: float32 (H, W).
+
+    A 1280x960 frame is larger than the 512 px photograph at any native scale, so the surface is made of
+    random crops of it on a grid of cells, each crop overlapping its neighbours by a margin and
+    cross-faded into them with weights that keep the texture's contrast (deviations from the mean are
+    divided by the root of the summed squared weights). Mirror tiling would leave lines of symmetry
+    (X- and V-shaped seams) that no camera sees and that look like cracks."""
     import cv2
 
     h, w = size_hw
     scale = CROP / int(rng.integers(CROP, min(tex.shape) // 2))  # a c px crop resized to 96: same law
-    small = cv2.resize(tex, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # (th, tw)
+    small = cv2.resize(tex, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA).astype(np.float32)
     th, tw = small.shape
-    oy, ox = int(rng.integers(0, 2 * th)), int(rng.integers(0, 2 * tw))  # offset in the mirrored plane
-    plane = np.pad(small, ((0, oy + h), (0, ox + w)), mode="symmetric")  # mirror tiles: no seams
-    patch = plane[oy:oy + h, ox:ox + w].astype(np.float32)  # (H, W)
-    return patch[:, ::-1] if rng.random() < 0.5 else patch
+    side = int(0.7 * min(th, tw))  # large crops (few seams) that still differ in where they come from
+    m = max(4, side // 8)  # cross-fade margin on each side
+    cell = side - 2 * m  # grid step
+    ramp = np.minimum(np.arange(side) + 0.5, side - np.arange(side) - 0.5) / m  # (side,)
+    ramp = np.sin(np.clip(ramp, 0, 1) * np.pi / 2) ** 2  # raised cosine: 0 at the crop's edge, 1 inside
+    weight = ramp[:, None] * ramp[None, :]  # (side, side)
+    rows, cols = -(-h // cell) + 1, -(-w // cell) + 1
+    big_h, big_w = rows * cell + 2 * m, cols * cell + 2 * m
+    num = np.zeros((big_h, big_w), np.float32)  # sum of w * (crop - mean)
+    wsum = np.zeros_like(num)
+    wsq = np.zeros_like(num)
+    mean = float(small.mean())
+    for r in range(rows):
+        for c in range(cols):
+            y, x = int(rng.integers(0, th - side + 1)), int(rng.integers(0, tw - side + 1))
+            crop = small[y:y + side, x:x + side]
+            sl = (slice(r * cell, r * cell + side), slice(c * cell, c * cell + side))
+            num[sl] += weight * (crop - mean)
+            wsum[sl] += weight
+            wsq[sl] += weight ** 2
+    oy, ox = int(rng.integers(m, big_h - h - m + 1)), int(rng.integers(m, big_w - w - m + 1))
+    win = (slice(oy, oy + h), slice(ox, ox + w))
+    # normalised weights a_i = w_i / sum(w): sum a_i (x_i - mean) / sqrt(sum a_i^2) keeps the variance
+    return mean + num[win] / np.sqrt(np.maximum(wsq[win], 1e-6))  # (H, W)
 
 
 def _frame_surface(tex: np.ndarray, size_hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

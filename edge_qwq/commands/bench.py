@@ -16,7 +16,8 @@ import click
                    "path (same as --timed N).")
 @click.option("--timed", default=1000, show_default=True, type=click.IntRange(10, 100000),
               help="Single frames timed per latency path (p50/p95/p99) in the crop bench.")
-@click.option("--limit", default=None, type=click.IntRange(1, 1000000), help="Frame bench: score only the first N frames.")
+@click.option("--limit", default=None, type=click.IntRange(1, 1000000),
+              help="Frame bench: score only the first N frames.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "quantized"]),
               help="Frame bench: the stages to run (auto: quantized when the bundle has them).")
 def command(bundle, data, teacher, json_out, frames, timed, limit, precision):

@@ -12,10 +12,15 @@ import click
 @click.option("--teacher-epochs", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--distill-epochs", default=45, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--quantize/--no-quantize", default=True, show_default=True, help="Quantize the bundle (mixed).")
+@click.option("--frames/--no-frames", default=True, show_default=True,
+              help="Also the whole-frame steps: sample 1280x960 frames, train on frame tiles, a tile-mode bundle "
+                   "with its fitted frame threshold, the frame bench, a conveyor video, a frame drawn with its boxes.")
 @click.option("--fresh", is_flag=True, help="Delete the workdir first instead of reusing finished steps.")
-def command(workdir, per_class, teacher_epochs, distill_epochs, quantize, fresh):
+def command(workdir, per_class, teacher_epochs, distill_epochs, quantize, frames, fresh):
     """Sample data -> teacher -> distilled student -> staged ONNX bundle -> quantized stages -> bench
-    (JSON) -> decisions on a short video made from val images, then one summary table.
+    (JSON) -> decisions on a short video made from val images; then whole camera frames: a tile-mode
+    bundle, its frame bench, a conveyor video with changed-tiles-only and one frame drawn with its boxes
+    (WORKDIR/frame_with_boxes.png); then one summary table.
 
     The sample data are real texture photographs shipped with scikit-image with synthetic defects.
     Steps whose output already exists in WORKDIR are reused (delete it, or pass --fresh, to redo them).
@@ -23,4 +28,4 @@ def command(workdir, per_class, teacher_epochs, distill_epochs, quantize, fresh)
     from edge_qwq.demo import run_demo
 
     run_demo(workdir, per_class=per_class, teacher_epochs=teacher_epochs, distill_epochs=distill_epochs,
-             quantize_stages=quantize, fresh=fresh)
+             quantize_stages=quantize, fresh=fresh, frames=None if frames else {})

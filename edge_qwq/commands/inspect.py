@@ -35,7 +35,7 @@ def describe(b) -> list[str]:
     lines = [f"bundle {b.root}: model {m.model_version}, schema {m.schema_version}{read}, by {m.producer}",
              f"  classes: {', '.join(m.classes)} (ok class: {m.ok_class})",
              f"  input: {m.input.height}x{m.input.width} {m.input.color} {m.input.layout}, "
-             f"mean {list(m.input.mean)}, std {list(m.input.std)}"]
+             f"mean {list(m.input.mean)}, std {list(m.input.std)}", _mode(m)]
     for s in m.stages:
         err = "" if s.max_abs_error_vs_torch is None else f", |onnx - torch| {s.max_abs_error_vs_torch:.1e}"
         blocks = "" if s.blocks is None else f", blocks {s.blocks[0]}..{s.blocks[1] - 1}"
@@ -46,7 +46,14 @@ def describe(b) -> list[str]:
     lines.append(f"  exit policy: early exit as a defect at {p.early_exit}, as ok at {p.early_exit_ok}"
                  + (f", temperatures {p.temperatures}" if p.temperatures else "")
                  + (f", measured exit fractions {p.exit_fraction}" if p.exit_fraction else ""))
-    lines.append(f"  dynamic: reuse window {m.dynamic.reuse_window} frames")
+    lines.append(f"  dynamic: reuse window {m.dynamic.reuse_window} frames (or tiles), change threshold "
+                 f"{m.dynamic.reuse_threshold:g} grey levels")
+    if m.frames is not None:
+        f = m.frames
+        fits = ", ".join(f"{p} {t:.6f} (false alarms {f.measured.get(p, {}).get('false_alarm_pct', '?')} % on "
+                         f"{f.fitted_on.get('good_frames', '?')} defect-free fitting frames)"
+                         for p, t in f.threshold.items())
+        lines.append(f"  frames: threshold per tile score: {fits}; target {100 * f.false_alarm_target_fraction:g} %")
     if m.student:
         st = m.student
         lines.append(f"  student: dim {st.dim}, depth {st.depth}, heads {st.heads}, {st.patch} px tokens, exits after "
@@ -57,6 +64,15 @@ def describe(b) -> list[str]:
             lines.append(f"  {st.pruning.describe()}")
     lines += _quantization(m) + _calibration(m) + _engines(m)
     return lines
+
+
+def _mode(m) -> str:
+    i = m.input
+    if i.mode != "tile":
+        return "  input mode: resize (the whole frame scaled to the input)"
+    size = "" if i.frame_size is None else f", fitted on {i.frame_size[1]}x{i.frame_size[0]} frames"
+    fitted = "" if m.frames is not None else "; frame threshold NOT fitted (edge-qwq frames fit)"
+    return f"  input mode: tile ({i.height}x{i.width} native-scale tiles, overlap {i.tile_overlap:g}{size}){fitted}"
 
 
 def _quantization(m) -> list[str]:

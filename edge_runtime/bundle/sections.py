@@ -48,6 +48,8 @@ class InputSpec:
     color: str = "RGB"
     mode: str = "resize"  # how a frame becomes inputs: "resize" (whole frame) or "tile" (native-scale crops)
     tile_overlap: float = 0.25  # tile mode: fraction (0..1) of a tile shared with its neighbour
+    frame_size: tuple[int, int] | None = None  # tile mode: (height, width) of the camera frames it is fitted
+    #                                            and built for (frames fit sets it; engines size their profile by it)
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
@@ -60,12 +62,17 @@ class InputSpec:
             raise ValueError(f"input mode {mode!r} is not one of {', '.join(INPUT_MODES)}")
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"tile_overlap must lie in [0, 1), got {overlap}")
+        fs = d.get("frame_size")  # [width, height], as frame sizes are written everywhere else
+        frame = None if fs is None else (int(fs[1]), int(fs[0]))
         return cls(int(h), int(w), mean, std, str(d.get("layout", "NCHW")), str(d.get("color", "RGB")),
-                   mode, overlap)
+                   mode, overlap, frame)
 
     def to_dict(self) -> dict:
-        return {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std),
-                "layout": self.layout, "color": self.color, "mode": self.mode, "tile_overlap": self.tile_overlap}
+        d = {"size": [self.height, self.width], "mean": list(self.mean), "std": list(self.std),
+             "layout": self.layout, "color": self.color, "mode": self.mode, "tile_overlap": self.tile_overlap}
+        if self.frame_size is not None:
+            d["frame_size"] = [self.frame_size[1], self.frame_size[0]]
+        return d
 
 
 INPUT_MODES = ("resize", "tile")

@@ -32,7 +32,8 @@ def test_demo_runs_every_step_and_writes_the_contract(tmp_path, capsys):
     from edge_qwq.demo import run_demo
 
     work = tmp_path / "demo"
-    summary = run_demo(work, per_class=16, teacher_epochs=1, distill_epochs=2)
+    summary = run_demo(work, per_class=16, teacher_epochs=1, distill_epochs=2, frame_epochs=1,
+                       frames={"train": 4, "fit": 48, "score": 6}, frame_size=(192, 256))
     bench = json.loads((work / "bench.json").read_text())
     for key in ("accuracy", "exit_rate", "compute_ratio", "flops", "latency_ms", "backend", "quantized",
                 "weight_bytes", "ort_default_int8_accuracy"):
@@ -44,3 +45,18 @@ def test_demo_runs_every_step_and_writes_the_contract(tmp_path, capsys):
     lines = (work / "decisions.jsonl").read_text().splitlines()
     assert len(lines) == summary["video"]["frames"] > 0
     assert {"label", "confidence", "exit_index", "latency_ms"} <= set(json.loads(lines[0]))
+
+    # whole frames: the tile bundle, its fitted threshold, the frame bench, reuse on a video, the drawn frame
+    from edge_runtime.bundle import Bundle
+
+    tiles = Bundle.open(work / "bundle-tiles")
+    assert tiles.input.mode == "tile" and set(tiles.manifest.frames.threshold) == {"fp32", "quantized"}
+    fb = json.loads((work / "frames_bench.json").read_text())
+    assert fb["frames"] == 6 and fb["frame_size"] == [256, 192] and fb["precision"] == "quantized"
+    assert {"recall_pct", "false_alarm_pct", "located_pct", "false_boxes_per_frame"} <= set(fb["early_exit"])
+    reuse = json.loads((work / "reuse_bench.json").read_text())
+    assert reuse["frames"] == 90 and reuse["tiles_total"] == 90 * reuse["tiles_per_frame"]
+    import cv2
+
+    png = cv2.imread(summary["frames"]["png"])
+    assert png is not None and png.shape[:2] == (192, 256)
