@@ -21,7 +21,7 @@ import numpy as np
 from edge_runtime.bundle import Bundle, FrameSpec
 from edge_runtime.errors import InputError
 
-TARGET_FALSE_ALARMS = 0.02  # fraction of good fitting frames allowed over the threshold
+TARGET_FALSE_ALARMS = 0.03  # fraction of good fitting frames allowed over the threshold
 MIN_GOOD_FRAMES = 20
 FLOOR = 0.5  # a tile must at least lean to "defect"
 

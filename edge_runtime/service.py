@@ -86,6 +86,7 @@ class Service:
         self._latency: deque[float] = deque(maxlen=1000)
         self._times: deque[float] = deque(maxlen=300)
         self._exit_counts: dict[int, int] = {}
+        self._stage_tiles: list[int] = []  # tile mode: tiles that entered each stage, summed over frames
         self.frames = self.inferred = 0
         self.started = time.time()
         self._beat = time.monotonic()
@@ -213,6 +214,20 @@ class Service:
             if self.cfg.max_frames and self.frames >= self.cfg.max_frames:
                 break
 
+    def _count_tiles(self, stage_tiles: list[int]) -> None:
+        if len(self._stage_tiles) < len(stage_tiles):
+            self._stage_tiles += [0] * (len(stage_tiles) - len(self._stage_tiles))
+        for k, n in enumerate(stage_tiles):
+            self._stage_tiles[k] += n
+
+    def tile_exit_rates(self) -> dict[str, float]:
+        """Tile mode: the share of inferred tiles leaving at each exit (a frame's exit_index is its deepest
+        tile's, so the frame exit rates say little about the work done)."""
+        entering = self._stage_tiles + [0]
+        total = entering[0] if entering else 0
+        return {str(k): round((entering[k] - entering[k + 1]) / total, 4) for k in range(len(entering) - 1)} \
+            if total else {}
+
     def _process(self, frame: Frame) -> None:
         t0 = time.perf_counter()
         tiled = self.model.tiled
@@ -227,6 +242,8 @@ class Service:
                 self.inferred += 1
                 self._exit_counts[d.exit_index] = self._exit_counts.get(d.exit_index, 0) + 1
                 self.metrics.child(self.metrics.exits, str(d.exit_index)).inc()
+                if d.tiles is not None:
+                    self._count_tiles(d.tiles["stage_tiles"])
         else:
             d = replace(d, latency_ms=(time.perf_counter() - t0) * 1e3)
         grid = tiled.grid_for(frame.image) if tiled is not None else None  # cached: one per frame size
@@ -359,6 +376,7 @@ class Service:
             "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 3) if lat is not None else None,
                            "p99": round(float(np.percentile(lat, 99)), 3) if lat is not None else None},
             "exit_rates": {str(k): round(v / self.inferred, 4) for k, v in sorted(self._exit_counts.items())},
+            "tile_exit_rates": self.tile_exit_rates(),
             "drops": {"stale": stats.get("stale_dropped", 0), "corrupt": stats.get("corrupt", 0)},
             "source_stats": stats,
             "reuse": self._reuse_status(),

@@ -14,8 +14,10 @@ and calibrated on. These frames are made of the same pieces as the crops:
     scratch  a straight or gently bent bright line, 24-48 px long, 1-2 px wide,  contrast +80..+130
     crack    a dark jagged random walk of 10-15 steps of 2.4-3.8 px, 2 px wide, contrast -90..-140
     spot     a soft ellipse, semi-axes 3-7 px, rust-coloured (RGB x [1, 0.55, 0.3]), contrast +-70..110
-  A third of the defects (`subtle_share`) are subtle: contrast x 0.5-0.7 (scratch +40..+91, crack
-  -45..-98, spot +-35..77). A defect's centre lies at least 24 px from every edge of the frame.
+  Contrasts are drawn from the crops' own ranges, so the frame defects are the crops' defects; a third of
+  them are *subtle*, as in the crops: those whose contrast lies in the lowest third of their class's range
+  (scratch +80..+97, crack -90..-107, spot +-70..83), flagged `"subtle": true` in boxes.json. A defect's
+  centre lies at least 24 px from every edge of the frame.
 
 Frames: OUT/{train,fit,score}/frame_00000.png with OUT/{split}/boxes.json (see `make_frames`); half the
 frames are good, so false alarms per frame can be measured. The video (`make_conveyor_video`) is a fixed
@@ -43,6 +45,8 @@ CROP = 96  # defects are drawn at the crops' size, so they keep the crops' pixel
 EDGE = 24  # a defect's centre lies at least this far from every edge
 RUST = np.array([1.0, 0.55, 0.3], np.float32)  # spots are stains (RGB)
 NOTE = "real scikit-image texture photographs, synthetic defects"
+# |contrast| ranges of export.sample_data's generators (grey levels); the lowest third of each is "subtle"
+CONTRAST = {"scratch": (80.0, 130.0), "crack": (90.0, 140.0), "spot": (70.0, 110.0)}
 
 
 def _tiled(tex: np.ndarray, size_hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -98,13 +102,13 @@ def _frame_surface(tex: np.ndarray, size_hw: tuple[int, int], rng: np.random.Gen
     return np.clip(((patch * gain + bias) * light)[..., None] * tint, 0, 255)
 
 
-def _draw_defect(rng: np.random.Generator, subtle_share: float) -> tuple[str, np.ndarray, np.ndarray, bool]:
-    """One defect at the crop size: (label, mask (96, 96) in [0, 1], RGB delta (3,), subtle)."""
+def _draw_defect(rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray, bool]:
+    """One defect at the crop size, drawn exactly as in the crops: (label, mask (96, 96) in [0, 1], RGB
+    delta (3,), subtle: its contrast lies in the lowest third of its class's range in the crops)."""
     label = DEFECT_LABELS[int(rng.integers(len(DEFECT_LABELS)))]
     mask, delta = DEFECTS[label](CROP, rng)
-    subtle = bool(rng.random() < subtle_share)
-    if subtle:
-        delta *= rng.uniform(0.5, 0.7)
+    lo, hi = CONTRAST[label]
+    subtle = bool(abs(float(delta)) < lo + (hi - lo) / 3)
     colour = RUST if label == "spot" else np.ones(3, np.float32)
     return label, mask.astype(np.float32), (delta * colour).astype(np.float32), subtle
 
@@ -159,8 +163,7 @@ def _noisy_bgr(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_frame(textures: dict[str, np.ndarray], size_hw: tuple[int, int], rng: np.random.Generator,
-               texture: str, n_defects: int, subtle_share: float = 1 / 3,
-               paint: bool = True) -> tuple[np.ndarray, list[dict]]:
+               texture: str, n_defects: int, paint: bool = True) -> tuple[np.ndarray, list[dict]]:
     """One frame with `n_defects` defects: (BGR uint8 (H, W, 3), one dict per defect:
     {"label", "box": [x0, y0, x1, y1] (x1, y1 exclusive), "centre": [cx, cy], "subtle"}).
 
@@ -171,7 +174,7 @@ def make_frame(textures: dict[str, np.ndarray], size_hw: tuple[int, int], rng: n
     if min(h, w) <= 2 * EDGE:
         raise ValueError(f"a frame needs sides over {2 * EDGE} px, got {w}x{h}")
     img = _frame_surface(textures[texture], size_hw, rng)  # (H, W, 3) RGB float
-    defects = [_draw_defect(rng, subtle_share) for _ in range(n_defects)]
+    defects = [_draw_defect(rng) for _ in range(n_defects)]
     found = []
     for (label, mask, delta, subtle), centre in zip(defects, _centres(n_defects, size_hw, rng)):
         sub, x0, y0 = _paste(img, mask, delta, centre, paint)
@@ -233,13 +236,13 @@ def _boxes_json(frame_size: list[int], boxes: dict[str, list[dict]]) -> str:
 
 
 def _part(textures: dict[str, np.ndarray], texture: str, size_hw: tuple[int, int], rng: np.random.Generator,
-          defect_share: float, subtle_share: float) -> tuple[np.ndarray, dict | None]:
+          defect_share: float) -> tuple[np.ndarray, dict | None]:
     """A part: a rectangle of another photograph, maybe with one defect: (RGB float (ph, pw, 3),
     None or {"label", "subtle", "mask": (ph, pw)} in part coordinates)."""
     patch = _frame_surface(textures[texture], size_hw, rng)  # (ph, pw, 3)
     if rng.random() >= defect_share:
         return patch, None
-    label, mask, delta, subtle = _draw_defect(rng, subtle_share)
+    label, mask, delta, subtle = _draw_defect(rng)
     margin = min(EDGE, min(size_hw) // 3)
     full = np.zeros(size_hw, np.float32)  # the mask spread over the part: (ph, pw)
     _paste(full[..., None], mask, np.ones(1, np.float32), _centres(1, size_hw, rng, margin)[0])
@@ -249,8 +252,7 @@ def _part(textures: dict[str, np.ndarray], texture: str, size_hw: tuple[int, int
 
 def make_conveyor_video(textures: dict[str, np.ndarray], out_path: str | Path,
                         size_hw: tuple[int, int] = (480, 640), frames: int = 150, fps: int = 15,
-                        seed: int = 0, parts: int | None = None, defect_share: float = 0.5,
-                        subtle_share: float = 1 / 3) -> dict:
+                        seed: int = 0, parts: int | None = None, defect_share: float = 0.5) -> dict:
     """A fixed camera over a static belt (one `make_frame` surface, fresh sensor noise every frame) that
     parts cross from left to right at the belt's constant speed (8-16 px per frame). Parts are ~120-200 px
     rectangles of another photograph (scaled down for frames under 480 px), one on screen at a time, with
@@ -279,7 +281,7 @@ def make_conveyor_video(textures: dict[str, np.ndarray], out_path: str | Path,
     while t < frames and (parts is None or len(plan) < parts):
         ph, pw = (int(min(h - 8, max(48, round(rng.uniform(120, 200) * scale)))) for _ in range(2))
         patch, defect = _part(textures, others[int(rng.integers(len(others)))], (ph, pw), rng,
-                              defect_share, subtle_share)
+                              defect_share)
         y = int(rng.integers(4, h - ph - 3))
         on_screen = (w + pw - 1) // speed  # frames k with 0 < speed * (k + 1) < w + pw
         plan.append((t, on_screen, y, patch, defect))

@@ -55,7 +55,7 @@ def train(student, data, frames_dir, out, epochs, lr, hard_per_frame, random_per
 @click.option("--bundle", required=True, type=click.Path(), help="Tile-mode bundle.")
 @click.option("--frames", "frames_dir", required=True, type=click.Path(),
               help="Fitting frames with boxes.json (data/frames/fit); its defect-free frames set the threshold.")
-@click.option("--false-alarms", default=0.02, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+@click.option("--false-alarms", default=0.03, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Fraction of the defect-free fitting frames allowed over the threshold.")
 @click.option("--precision", default="all", show_default=True, type=click.Choice(["all", "fp32", "quantized"]),
               help="Stages to fit for; all: FP32 and, when present, the quantized stages.")

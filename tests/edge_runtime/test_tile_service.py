@@ -224,6 +224,8 @@ def test_service_stores_defects_evidence_with_boxes_and_full_size_latest_jpg(til
     assert code == 200 and latest.shape == (240, 320, 3)
     s = svc.status()
     assert s["reuse"]["mode"] == "tiles" and svc.reuse.frames == 0  # whole-frame reuse not consulted
+    rates = s["tile_exit_rates"]  # per tile, not per frame: they sum to 1 over the stages that ran
+    assert rates and abs(sum(rates.values()) - 1.0) < 1e-3
 
 
 def test_service_in_resize_mode_still_decodes_mjpeg_at_reduced_scale(tiny_bundle, tmp_path):
