@@ -24,15 +24,18 @@ def command():
 @click.option("--frames", "frames_dir", required=True, type=click.Path(),
               help="Training frames: PNGs with a boxes.json (data sample --frames writes frames/train).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Student folder to write.")
-@click.option("--epochs", default=4, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1, 1000),
+              help="Epochs per round.")
+@click.option("--rounds", default=2, show_default=True, type=click.IntRange(1, 20),
+              help="Rounds of mining hard negatives with the student as the last round left it, then training.")
 @click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--hard-per-frame", default=16, show_default=True, type=click.IntRange(0, 10000),
               help="Defect-free tiles per frame that the student rates most defect-like (hard negatives).")
-@click.option("--random-per-frame", default=16, show_default=True, type=click.IntRange(0, 10000),
+@click.option("--random-per-frame", default=8, show_default=True, type=click.IntRange(0, 10000),
               help="Other defect-free tiles per frame, drawn at random.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out.")
-def train(student, data, frames_dir, out, epochs, lr, hard_per_frame, random_per_frame, seed, force):
+def train(student, data, frames_dir, out, epochs, rounds, lr, hard_per_frame, random_per_frame, seed, force):
     """Fine-tune STUDENT for whole frames: tiles cut from the training frames exactly as the runtime cuts
     them (defect tiles, the hardest defect-free tiles, random ones) with the crop set replayed. The
     student written is marked for tile mode; `export` gives its bundle `input.mode: tile`.
@@ -45,7 +48,7 @@ def train(student, data, frames_dir, out, epochs, lr, hard_per_frame, random_per
     refuse_non_empty(out, force)
     load_frames(frames_dir)  # a wrong folder is refused before any training
     m = frame_tune_student(student, data, frames_dir, out, epochs, lr, hard_per_frame, random_per_frame, seed,
-                           log=lambda s: console.print(s, highlight=False))
+                           log=lambda s: console.print(s, highlight=False), rounds=rounds)
     acc = ", ".join(f"{100 * a:.2f}" for a in m["val_accuracy_per_exit"])
     console.print(f"student for tile mode saved to {out}; crop accuracy per exit on DATA/val: {acc} %, "
                   f"early exit {100 * m['val_early_exit_accuracy']:.2f} % ({m['val_images']} images)")

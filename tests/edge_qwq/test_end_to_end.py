@@ -55,7 +55,7 @@ def test_demo_runs_every_step_and_writes_the_contract(tmp_path, capsys):
     assert fb["frames"] == 6 and fb["frame_size"] == [256, 192] and fb["precision"] == "quantized"
     assert {"recall_pct", "false_alarm_pct", "located_pct", "false_boxes_per_frame"} <= set(fb["early_exit"])
     reuse = json.loads((work / "reuse_bench.json").read_text())
-    assert reuse["frames"] == 90 and reuse["tiles_total"] == 90 * reuse["tiles_per_frame"]
+    assert reuse["frames"] == 200 and reuse["tiles_total"] == 200 * reuse["tiles_per_frame"]
     import cv2
 
     png = cv2.imread(summary["frames"]["png"])

@@ -25,7 +25,7 @@ def test_frames_train_export_fit_bench_and_run(flow, capsys):
     from edge_runtime.bundle import Bundle
 
     rc = main(["frames", "train", "--student", str(flow / "student"), "--data", str(flow / "data"),
-               "--frames", str(flow / "frames" / "train"), "--out", str(flow / "tiles"), "--epochs", "1",
+               "--frames", str(flow / "frames" / "train"), "--out", str(flow / "tiles"), "--epochs", "1", "--rounds", "1",
                "--hard-per-frame", "4", "--random-per-frame", "4"])
     assert rc == 0, capsys.readouterr().err
     assert main(["export", "--student", str(flow / "tiles"), "--out", str(flow / "bundle")]) == 0
