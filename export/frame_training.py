@@ -138,7 +138,7 @@ def student_scorer(student):
 
 def fine_tune_for_frames(student, crops, frames_dir, epochs: int = 3, lr: float = 5e-4, hard_per_frame: int = 16,
                          random_per_frame: int = 8, seed: int = 0, show_progress: bool = True, log=print,
-                         rounds: int = 2) -> dict:
+                         rounds: int = 3) -> dict:
     """Fine-tune `student` (its exit temperatures unfolded) on crops + frame tiles, in `rounds` rounds of
     `epochs` epochs: each round mines its hard negatives again with the student as the last round left it
     (what it still calls a defect on good surface). Returns what it used."""
@@ -200,7 +200,7 @@ def _spec(cfg):
 
 def frame_tune_student(student_dir, data, frames_dir, out, epochs: int = 3, lr: float = 5e-4,
                        hard_per_frame: int = 16, random_per_frame: int = 8, seed: int = 0,
-                       show_progress: bool = True, log=print, rounds: int = 2) -> dict:
+                       show_progress: bool = True, log=print, rounds: int = 3) -> dict:
     """Load a distilled student, fine-tune it on frame tiles, re-fit its exit temperatures, and save it to
     OUT marked for tile mode (export then writes `input.mode: tile`). Returns its metrics on DATA/val."""
     import torch

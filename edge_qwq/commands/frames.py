@@ -26,7 +26,7 @@ def command():
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Student folder to write.")
 @click.option("--epochs", default=3, show_default=True, type=click.IntRange(1, 1000),
               help="Epochs per round.")
-@click.option("--rounds", default=2, show_default=True, type=click.IntRange(1, 20),
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 20),
               help="Rounds of mining hard negatives with the student as the last round left it, then training.")
 @click.option("--lr", default=5e-4, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--hard-per-frame", default=16, show_default=True, type=click.IntRange(0, 10000),
