@@ -80,6 +80,19 @@ def _read_mask(path: os.PathLike) -> np.ndarray:
     return img > 0
 
 
+def parse_frame_size(text: str, min_side: int = 1) -> tuple[int, int]:
+    """"1920x1080" (width x height, as cameras name it) -> (height, width); ValueError (naming the frame
+    size and what to give) if it is not WIDTHxHEIGHT in whole pixels, or a side is under `min_side`."""
+    parts = str(text).lower().replace(" ", "").split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"frame size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
+    if min(w, h) < min_side:
+        raise ValueError(f"frame size {text!r}: each side must be at least {min_side} px")
+    return h, w
+
+
 def axis_starts(lo: int, hi: int, tile: int, stride: int) -> list[int]:
     """Tile starts covering [lo, hi) with tiles of `tile` px every `stride` px; the last one ends at hi."""
     span = hi - lo

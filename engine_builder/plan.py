@@ -159,18 +159,6 @@ def _profile(name: str, shape: tuple[int, ...], batch: tuple[int, int, int], sta
 
 # ---------------- the batch profile of a bundle's input mode ----------------
 
-def parse_frame_size(text: str) -> tuple[int, int]:
-    """`--frame-size 1920x1080` (width x height, as cameras name it) -> (height, width); ValueError if not."""
-    parts = str(text).lower().replace(" ", "").split("x")
-    try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"frame size {text!r}: give WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
-    if w < 1 or h < 1:
-        raise ValueError(f"frame size {text!r}: width and height must be at least 1 pixel")
-    return h, w
-
-
 def frame_label(frame_hw: tuple[int, int]) -> str:
     return f"{int(frame_hw[1])}x{int(frame_hw[0])}"
 

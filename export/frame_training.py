@@ -164,31 +164,19 @@ def _train(student, crops, tiles: TileSet, epochs: int, lr: float, seed: int, sh
     import torch
     import torch.nn.functional as F
 
-    from export.training import augment, batches, cosine_lr, normalize, progress_bar
+    from export.training import augment, normalize, train_epochs
 
     cfg = student.config
     ok = cfg.classes.index(cfg.ok_class)
     images = torch.from_numpy(np.concatenate([crops.images.numpy(), tiles.positives, tiles.negatives]))
     labels = torch.from_numpy(np.concatenate([crops.labels.numpy(), tiles.positive_labels,
                                               np.full(len(tiles.negatives), ok, np.int64)]))  # (N,)
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.05)
-    gen = torch.Generator().manual_seed(seed)
-    n, bs = len(labels), 64
-    steps = epochs * ((n + bs - 1) // bs)
-    student.train()
-    step = 0
-    with progress_bar(name, steps, show_progress) as advance:
-        for epoch in range(epochs):
-            for idx in batches(n, bs, gen):
-                cosine_lr(opt, lr, step, steps, warmup=steps // 20)
-                x = normalize(augment(images[idx], gen), cfg.mean, cfg.std)  # (B, 3, T, T)
-                loss = sum(F.cross_entropy(logits, labels[idx]) for logits in student(x))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                advance(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-    student.eval()
+
+    def loss(idx, gen):
+        x = normalize(augment(images[idx], gen), cfg.mean, cfg.std)  # (B, 3, T, T)
+        return sum(F.cross_entropy(logits, labels[idx]) for logits in student(x))
+
+    train_epochs(student, len(labels), epochs, lr, loss, name, show_progress, seed=seed)
 
 
 def _spec(cfg):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from export.teacher import build_teacher, save_teacher
-from export.training import augment, batches, cosine_lr, load_split, normalize, predict, progress_bar, set_threads
+from export.training import augment, load_split, normalize, predict, set_threads, train_epochs
 
 
 def train_teacher(data, out, arch: str = "resnet", epochs: int = 8, batch_size: int = 64, lr: float | None = None,
@@ -22,23 +22,13 @@ def train_teacher(data, out, arch: str = "resnet", epochs: int = 8, batch_size: 
     teacher = build_teacher(arch, train.classes, size, tiny=tiny)
     model = teacher.model.train()
     lr = lr or (5e-4 if arch == "vit" else 1e-3)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    gen = torch.Generator().manual_seed(seed)
-    steps = epochs * ((len(train.labels) + batch_size - 1) // batch_size)
-    step = 0
-    with progress_bar(f"teacher ({arch})", steps, show_progress) as advance:
-        for epoch in range(epochs):
-            for idx in batches(len(train.labels), batch_size, gen):
-                cosine_lr(opt, lr, step, steps, warmup=steps // 20)
-                x = normalize(augment(train.images[idx], gen), teacher.mean, teacher.std)
-                loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits, train.labels[idx],
-                                                         label_smoothing=0.1)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                advance(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-    model.eval()
+
+    def loss(idx, gen):
+        x = normalize(augment(train.images[idx], gen), teacher.mean, teacher.std)
+        return torch.nn.functional.cross_entropy(model(pixel_values=x).logits, train.labels[idx],
+                                                 label_smoothing=0.1)
+
+    train_epochs(model, len(train.labels), epochs, lr, loss, f"teacher ({arch})", show_progress, batch_size, seed)
     logits = predict(lambda u8: teacher.logits(normalize(u8, teacher.mean, teacher.std)), val.images)
     acc = float((logits.argmax(1) == val.labels.numpy()).mean())
     save_teacher(teacher, out)

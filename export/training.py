@@ -100,3 +100,27 @@ def set_threads(processes: int = 1) -> None:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, processes)))
+
+
+def train_epochs(model, n: int, epochs: int, lr: float, loss_fn, name: str, show_progress: bool = True,
+                 batch_size: int = 64, seed: int = 0, weight_decay: float = 0.05) -> None:
+    """AdamW with a cosine learning rate (5 % warm-up) over `epochs` shuffled passes of n examples;
+    `loss_fn(idx, generator)` returns the loss of the batch `idx` (a tensor of example indices)."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    steps = epochs * ((n + batch_size - 1) // batch_size)
+    model.train()
+    step = 0
+    with progress_bar(name, steps, show_progress) as advance:
+        for epoch in range(epochs):
+            for idx in batches(n, batch_size, gen):
+                cosine_lr(opt, lr, step, steps, warmup=steps // 20)
+                loss = loss_fn(idx, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                advance(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    model.eval()

@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import click
 
+from edge_qwq.commands import frame_size_callback
+
 TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked against the smallest, the Nano
-
-
-def _frame_size(ctx, param, value):
-    if value is None:
-        return None
-    from engine_builder.plan import parse_frame_size
-
-    try:
-        return parse_frame_size(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 @click.command("build")
@@ -43,7 +34,7 @@ def _frame_size(ctx, param, value):
 @click.option("--dla", "dla_core", default=None, type=int, help="Build for this DLA core (GPU fallback); "
               "AGX Orin and Orin NX only.")
 @click.option("--workspace-mb", default=512, show_default=True, type=int, help="TensorRT builder workspace.")
-@click.option("--frame-size", default=None, metavar="WIDTHxHEIGHT", callback=_frame_size,
+@click.option("--frame-size", default=None, metavar="WIDTHxHEIGHT", callback=frame_size_callback(),
               help="Tile bundles: the largest camera frame the engines take; the batch profile runs from 1 tile to "
                    "this frame's tile count (default 1920x1080; with --dla the batch is fixed at that count).")
 @click.option("--frames", "frames_dir", default=None, type=click.Path(file_okay=False),

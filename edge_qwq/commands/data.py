@@ -1,20 +1,9 @@
 """`edge-qwq data sample` and `edge-qwq data video`: the sample inspection data set, frames and video."""
 from __future__ import annotations
 
-import re
-
 import click
 
-
-def _frame_size(ctx, param, value: str) -> tuple[int, int]:
-    """'WxH' -> (H, W); each side at least 96 px (one crop)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value or "")
-    if m is None:
-        raise click.BadParameter(f"expected WIDTHxHEIGHT in pixels like 1280x960, got {value!r}")
-    w, h = int(m.group(1)), int(m.group(2))
-    if min(w, h) < 96:
-        raise click.BadParameter(f"each side must be at least 96 px (one crop), got {w}x{h}")
-    return h, w
+from edge_qwq.commands import frame_size_callback
 
 
 def _has_files(folder) -> bool:
@@ -40,7 +29,7 @@ def command():
 @click.option("--frames", "n_frames", default=0, show_default=True, type=click.IntRange(0, 100000),
               help="Also write N large frames per split (train, fit, score) with defects at known places "
                    "to DIR/frames/, after the crops; half the frames are good.")
-@click.option("--frame-size", default="1280x960", show_default=True, callback=_frame_size,
+@click.option("--frame-size", default="1280x960", show_default=True, callback=frame_size_callback(96),
               help="Frame size WIDTHxHEIGHT for --frames.")
 @click.option("--frames-only", is_flag=True, help="Write only the frames (needs --frames N), not the crops.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same images.")
@@ -91,7 +80,7 @@ def sample(out, size, per_class, val_per_class, n_frames, frame_size, frames_onl
 @command.command("video")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The .avi to write (MJPG); the defect boxes per frame go next to it as .json.")
-@click.option("--frame-size", default="640x480", show_default=True, callback=_frame_size,
+@click.option("--frame-size", default="640x480", show_default=True, callback=frame_size_callback(96),
               help="Frame size WIDTHxHEIGHT.")
 @click.option("--frames", "n_frames", default=150, show_default=True, type=click.IntRange(1, 100000),
               help="Number of frames.")

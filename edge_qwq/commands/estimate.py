@@ -6,16 +6,7 @@ import json
 
 import click
 
-
-def _frame_size(ctx, param, value):
-    if value is None:
-        return None
-    from engine_builder.plan import parse_frame_size
-
-    try:
-        return parse_frame_size(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+from edge_qwq.commands import frame_size_callback
 
 
 def _exit_rates(ctx, param, value):
@@ -34,7 +25,7 @@ def _exit_rates(ctx, param, value):
 @click.option("--budget-ms", default=15.0, show_default=True, type=float, help="Per-frame budget, ms.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "quantized"]),
               help="auto: the quantized stages when the bundle has them.")
-@click.option("--frame-size", default=None, metavar="WIDTHxHEIGHT", callback=_frame_size,
+@click.option("--frame-size", default=None, metavar="WIDTHxHEIGHT", callback=frame_size_callback(),
               help="Camera frame for the per-frame estimate (tile bundles: default 1920x1080; a resize bundle "
                    "gets one only when this is given).")
 @click.option("--exit-rates", default=None, metavar="R1,R2,...", callback=_exit_rates,

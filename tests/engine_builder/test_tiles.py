@@ -17,11 +17,11 @@ from engine_builder.plan import (
     BuildOptions,
     GraphPrecision,
     options_for_input,
-    parse_frame_size,
     plan_build,
 )
 from engine_builder.targets import get_target
 from engine_builder.verify import onnxruntime_runner
+from edge_runtime.tiling import parse_frame_size
 from tests.engine_builder.fake_tensorrt import make_fake_tensorrt
 from tests.engine_builder.test_cache_build import ORIN
 
