@@ -39,7 +39,7 @@ from edge_runtime.metrics import Live, Metrics
 from edge_runtime.notify import Notifier
 from edge_runtime.reuse import FrameReuse
 from edge_runtime.sinks import Sink, StdoutSink
-from edge_runtime.sources import EndOfStream, Frame
+from edge_runtime.sources import redact_url, EndOfStream, Frame
 
 
 @dataclass
@@ -94,6 +94,7 @@ class Service:
         self.model: DynamicInference | None = None
         self.health: HealthMonitor | None = None
         self.source = self.store = self.evidence = self.http = None
+        self.source_name = redact_url(config.source)  # shown and stored: credentials never leave the process
         bundle_dir, install_root = installer.resolve(config.bundle)
         inference = InferenceConfig(backend=config.backend, precision=config.precision,
                                     early_exit=config.early_exit, early_exit_ok=config.early_exit_ok,
@@ -119,7 +120,7 @@ class Service:
         self._install_signals()
         with ExitStack() as stack:
             self._start(stack)
-            self.notifier.ready(f"deciding on {self.cfg.source} with {self.model.bundle.version}")
+            self.notifier.ready(f"deciding on {self.source_name} with {self.model.bundle.version}")
             try:
                 self._loop()
             finally:
@@ -155,7 +156,7 @@ class Service:
                                   min_size=None if self.cfg.full_res_frames else self._decode_size)
         stack.callback(self.source.close)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
-                                "precision": self.model.precision, "source": self.cfg.source,
+                                "precision": self.model.precision, "source": self.source_name,
                                 "input_mode": "tile" if self.tiled else "resize"})
 
     def _open_store(self) -> Sink:
@@ -248,7 +249,7 @@ class Service:
             d = replace(d, latency_ms=(time.perf_counter() - t0) * 1e3)
         grid = tiled.grid_for(frame.image) if tiled is not None else None  # cached: one per frame size
         evidence = self._save_evidence(frame, d, grid) if d.is_defect else None
-        row = {"time": time.time(), "frame_id": frame.id, "source": self.cfg.source, "label": d.label,
+        row = {"time": time.time(), "frame_id": frame.id, "source": self.source_name, "label": d.label,
                "confidence": round(d.confidence, 5), "exit": d.exit_index, "latency_ms": round(d.latency_ms, 3),
                "model_version": d.model_version, "reused": int(d.reused), "evidence": evidence}
         if d.defects is not None:
@@ -371,7 +372,7 @@ class Service:
         return {
             "model_version": self.model.bundle.version if self.model else None,
             "bundle": str(self.bundle_dir), "precision": self.model.precision if self.model else None,
-            "source": self.cfg.source, "uptime_s": round(time.time() - self.started, 1),
+            "source": self.source_name, "uptime_s": round(time.time() - self.started, 1),
             "frames": self.frames, "inferred": self.inferred, "fps": round(self.fps(), 2),
             "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 3) if lat is not None else None,
                            "p99": round(float(np.percentile(lat, 99)), 3) if lat is not None else None},

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -63,6 +63,35 @@ class SourceStats:
         return asdict(self)
 
 
+SECRET_KEYS = ("password", "passwd", "pass", "pwd", "token", "access_token", "api_key", "apikey", "key",
+               "secret", "auth", "authorization", "signature", "sig")  # query parameters that carry credentials
+
+
+def redact_url(uri) -> str:
+    """A source URI fit to show or store: a password in it (`user:secret@`), a bare user part (often a
+    token), and query values named like credentials are replaced by `***`. Paths and other URIs pass.
+
+        >>> redact_url("http://operator:secret@10.0.0.5/video?resolution=640&token=abc")
+        'http://operator:***@10.0.0.5/video?resolution=640&token=***'
+    """
+    text = str(uri)
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text.split("://", 1)[0] + "://***"  # unparseable: show the scheme only
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}" if ":" in userinfo else f"***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k.lower() in SECRET_KEYS else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def valid_frame(img: np.ndarray | None) -> bool:
     return img is not None and img.ndim in (2, 3) and img.size > 0 and img.dtype == np.uint8
 
@@ -73,7 +102,8 @@ class FrameSource:
     live = False
 
     def __init__(self, uri: str):
-        self.uri = uri
+        self.uri = uri  # to open it; never shown
+        self.name = redact_url(uri)  # what frames' origins, messages and thread names show
         self.stats = SourceStats()
 
     def read(self, timeout: float | None = None) -> Frame | None:
@@ -221,12 +251,12 @@ class _VideoFileSource(FrameSource):
         if item is None:
             self._q.put(None)  # stay at the end for later reads
             if self._n == 0:
-                raise InputError(f"{self.uri}: the video has no readable frames")
+                raise InputError(f"{self.name}: the video has no readable frames")
             raise EndOfStream
         i, self._n = self._n, self._n + 1
         self.stats.delivered += 1
         img, tensor, prep_ms = item
-        return Frame(i, img, f"{self.uri}#{i}", time.time(), tensor, prep_ms)
+        return Frame(i, img, f"{self.name}#{i}", time.time(), tensor, prep_ms)
 
     def close(self) -> None:
         self._stop.set()
@@ -256,11 +286,11 @@ class LiveSource(FrameSource):
         self._seq = 0
         self._ever_connected = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"source {uri}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"source {self.name}", daemon=True)
         self._thread.start()
         if not self._wait_first(connect_timeout):
             self.close()
-            raise InputError(f"{uri}: cannot open the stream (no frame within {connect_timeout:g} s); "
+            raise InputError(f"{self.name}: cannot open the stream (no frame within {connect_timeout:g} s); "
                              "check the URI and that the camera or server is running")
 
     def _wait_first(self, timeout: float) -> bool:
@@ -289,7 +319,7 @@ class LiveSource(FrameSource):
         with self._cond:
             if self._latest is not None:
                 self.stats.stale_dropped += 1
-            self._latest = Frame(self._seq, img, f"{self.uri}#{self._seq}", time.time(), tensor, prep_ms)
+            self._latest = Frame(self._seq, img, f"{self.name}#{self._seq}", time.time(), tensor, prep_ms)
             self._seq += 1
             self._cond.notify_all()
 
@@ -395,7 +425,7 @@ def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0,
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme not in LIVE_SCHEMES:
-            raise InputError(f"{text}: unknown source scheme {scheme!r}; use a path or one of "
+            raise InputError(f"{redact_url(text)}: unknown source scheme {scheme!r}; use a path or one of "
                              f"{', '.join(s + '://' for s in LIVE_SCHEMES)}")
         return LiveSource(text, _live_opener(text), connect_timeout=connect_timeout, prepare=prepare,
                           min_size=min_size)
