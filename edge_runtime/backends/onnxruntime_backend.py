@@ -119,7 +119,7 @@ def _stage_files(bundle, precision: str) -> list[Path]:
     for stage in bundle.stages:
         if precision == "quantized" and not stage.quantized:
             raise BundleError(f"bundle {bundle.root} has no quantized stages; run `edge-qwq quantize` first")
-        files.append(Path(bundle.root) / (stage.quantized if precision == "quantized" else stage.file))
+        files.append(bundle.path(stage.quantized if precision == "quantized" else stage.file))  # inside it
     return files
 
 

@@ -104,7 +104,15 @@ class Bundle:
         return bundle
 
     def verify(self) -> None:
-        """Check every file the manifest names: present, and with the recorded sha256."""
+        """Check every file the manifest names: inside the bundle, present, and with the recorded sha256; and
+        that every model file the runtime loads (stages, quantized stages, stored calibration inputs) is one
+        of the hashed files, so no file can be swapped or added without the check seeing it."""
+        for rel in [*self.manifest.files, *self.loaded_files()]:
+            self.inside(rel)
+        unhashed = [rel for rel in self.loaded_files() if rel not in self.manifest.files]
+        if unhashed:
+            raise BundleError(f"bundle {self.root}: {unhashed[0]} is loaded by the runtime but has no sha256 in the "
+                              "manifest's files; the bundle was edited by hand: re-export it")
         for rel, digest in self.manifest.files.items():
             path = self.root / rel
             if not path.is_file():
@@ -113,6 +121,26 @@ class Bundle:
                 raise BundleError(
                     f"bundle {self.root}: {rel} was changed after the bundle was written "
                     f"(sha256 mismatch); re-export it or restore the original file")
+
+    def loaded_files(self) -> list[str]:
+        """Every file of the model the runtime may load (engines excepted: the device adds those)."""
+        m = self.manifest
+        rels = [s.file for s in m.stages] + [s.quantized for s in m.stages if s.quantized]
+        if m.calibration is not None and m.calibration.samples:
+            rels.append(m.calibration.samples)
+        return rels
+
+    def inside(self, rel: str) -> Path:
+        """The path of `rel` if it lies inside the bundle (relative, no `..`, no symlink out); else BundleError."""
+        pure = Path(rel)
+        if pure.is_absolute() or ".." in pure.parts or not str(rel).strip():
+            raise BundleError(f"bundle {self.root}: the path {rel!r} leaves the bundle (absolute or with '..'); "
+                              "every file of a bundle lies inside its folder")
+        path = self.root / pure
+        root = self.root.resolve()
+        if path.exists() and root not in path.resolve().parents:
+            raise BundleError(f"bundle {self.root}: {rel} is a link to a file outside the bundle")
+        return path
 
     @property
     def classes(self) -> list[str]:
@@ -144,7 +172,7 @@ class Bundle:
         return self.manifest.model_version
 
     def path(self, rel: str) -> Path:
-        return self.root / rel
+        return self.inside(rel)
 
     # ---------- writing ----------
     @classmethod
