@@ -19,3 +19,22 @@ def frame_size_callback(min_side: int = 1):
             raise click.BadParameter(str(e)) from None
 
     return callback
+
+
+def finite(lo: float | None = None, hi: float | None = None, min_open: bool = False, max_open: bool = False):
+    """A click float range that also refuses nan and infinities (click's FloatRange lets nan through: every
+    comparison with nan is false)."""
+    import math
+
+    import click
+
+    class Finite(click.FloatRange):
+        name = "finite float"
+
+        def convert(self, value, param, ctx):
+            v = super().convert(value, param, ctx)
+            if not math.isfinite(v):
+                self.fail(f"{value!r} is not a finite number", param, ctx)
+            return v
+
+    return Finite(lo, hi, min_open=min_open, max_open=max_open)

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from edge_qwq.commands import finite
+
 
 @click.command("run")
 @click.option("--bundle", "bundle", required=True, type=click.Path(), help="Bundle folder (from export/build).")
@@ -16,27 +18,27 @@ import click
               help="auto: the quantized stages when the bundle has them.")
 @click.option("--early-exit", default=None, help="Thresholds to exit early with a defect, e.g. 0.85,0.92.")
 @click.option("--early-exit-ok", default=None, help="Thresholds to exit early with ok (stricter), e.g. 0.9,0.95.")
-@click.option("--max-frames", type=int, default=0, help="Stop after this many frames (0: all).")
+@click.option("--max-frames", type=click.IntRange(min=0), default=0, help="Stop after this many frames (0: all).")
 @click.option("--store", default=None, type=click.Path(dir_okay=False),
               help="SQLite decision store (WAL); runs the service loop.")
 @click.option("--jsonl", default=None, help="Also write stored decisions as JSON lines here ('-': stdout).")
 @click.option("--http", "http", default=None, metavar="HOST:PORT",
               help="Serve /healthz /readyz /metrics /status /latest.jpg; runs the service loop.")
 @click.option("--evidence", default=None, type=click.Path(file_okay=False), help="Folder for defect JPEGs.")
-@click.option("--evidence-budget-mb", default=1024.0, show_default=True, type=float,
+@click.option("--evidence-budget-mb", default=1024.0, show_default=True, type=finite(0.0, None, min_open=True),
               help="Disk budget for evidence; the oldest evidence is deleted first.")
 @click.option("--reuse-window", default=None, type=click.IntRange(min=0),
               help="Frames that may reuse the last decision when nearly identical (0: off); in tile mode, "
                    "frames an unchanged tile may keep its result. Default: the bundle's (manifest "
                    "dynamic.reuse_window).")
-@click.option("--reuse-threshold", default=None, type=click.FloatRange(min=0.0), metavar="GREY_LEVELS",
+@click.option("--reuse-threshold", default=None, type=finite(0.0), metavar="GREY_LEVELS",
               help="Largest change (grey levels, of a patch's mean or contrast) still counted as unchanged by "
                    "frame and tile reuse. Default: the bundle's (manifest dynamic.reuse_threshold).")
-@click.option("--shadow-rate", default=0.05, show_default=True, type=click.FloatRange(0.0, 1.0),
+@click.option("--shadow-rate", default=0.05, show_default=True, type=finite(0.0, 1.0),
               help="Fraction of frames checked against the FP32 reference in the background.")
-@click.option("--connect-timeout", default=10.0, show_default=True, type=float,
+@click.option("--connect-timeout", default=10.0, show_default=True, type=finite(0.0, 3600.0, min_open=True),
               help="Seconds to wait for the first frame of a live source.")
-@click.option("--threads", default=0, type=int,
+@click.option("--threads", default=0, type=click.IntRange(0, 256),
               help="ONNX Runtime intra-op threads per stage session (0: the bundle's policy, 1 thread per frame).")
 @click.option("--full-res-frames", is_flag=True,
               help="Decode MJPEG frames at full size for evidence and /latest.jpg. By default they are decoded "
@@ -46,13 +48,13 @@ import click
               help="Cut each frame into native-scale tiles of the model input (tile mode) and report where the "
                    "defects are. auto: the bundle's input mode (manifest input.mode); on: tile mode, which "
                    "needs a bundle exported for tiles; off: scale each frame whole to the model input.")
-@click.option("--tile-overlap", default=None, type=click.FloatRange(0.0, 1.0, max_open=True), metavar="FRACTION",
+@click.option("--tile-overlap", default=None, type=finite(0.0, 1.0, max_open=True), metavar="FRACTION",
               help="Tile mode: fraction of a tile shared with its neighbour, in [0, 1) (more overlap: more "
                    "tiles, fewer defects cut in two). Default: the bundle's (manifest input.tile_overlap).")
 @click.option("--roi", default=None, metavar="x0,y0,x1,y1|MASK.png",
               help="Tile mode: inspect only this region, a box in frame pixels (x1, y1 exclusive) or a mask "
                    "image of the frame's size (non-zero: inspect); tiles outside it are never cut or inferred.")
-@click.option("--frame-threshold", default=None, type=click.FloatRange(0.0, 1.0, min_open=True), metavar="SCORE",
+@click.option("--frame-threshold", default=None, type=finite(0.0, 1.0, min_open=True), metavar="SCORE",
               help="Tile mode, expert override: the tile defect score (1 - p(ok)) that makes a frame a defect. "
                    "Default: the bundle's, fitted on defect-free frames (manifest frames.threshold); lower "
                    "flags more frames.")
