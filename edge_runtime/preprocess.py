@@ -24,7 +24,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
     if data is None:
         raise InputError(f"{path}: no such file")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as e:  # over the pixel limit (edge_runtime.MAX_IMAGE_PIXELS), or a codec refusing it
+        limit = "over the decoding limit of " + os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "?") + " pixels" \
+            if "MAX_IMAGE_PIXELS" in str(e) else "refused by the decoder"
+        raise InputError(f"{path}: image {limit}; not decoded") from None
     if img is None:
         raise InputError(f"{path}: not a readable image (corrupt, empty or not an image format)")
     return img
