@@ -385,7 +385,16 @@ def csi_pipeline(uri: str) -> str:
     except ValueError:
         raise InputError(f"{uri}: expected csi://N with N the sensor id, e.g. csi://0") from None
     q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    w, h, fps = int(q.get("width", 1280)), int(q.get("height", 720)), int(q.get("fps", 30))
+    unknown = sorted(set(q) - {"width", "height", "fps"})
+    if unknown:
+        raise InputError(f"{uri}: unknown parameter {unknown[0]!r}; csi:// takes width, height and fps")
+    values = {}
+    for key, default, hi in (("width", 1280, 8192), ("height", 720, 8192), ("fps", 30, 1000)):
+        text = q.get(key, str(default))
+        if not text.isdigit() or not 1 <= int(text) <= hi:
+            raise InputError(f"{uri}: {key} must be a whole number from 1 to {hi}, not {text!r}")
+        values[key] = int(text)
+    w, h, fps = values["width"], values["height"], values["fps"]
     return (f"nvarguscamerasrc sensor-id={sensor} ! "
             f"video/x-raw(memory:NVMM), width={w}, height={h}, framerate={fps}/1 ! "
             "nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "

@@ -53,7 +53,11 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
-        h, w = d["size"]
+        size = d["size"]
+        if not isinstance(size, list) or len(size) != 2 or not all(isinstance(v, int) and 8 <= v <= 4096
+                                                                     for v in size):
+            raise ValueError(f"size must be [height, width] in whole pixels from 8 to 4096, got {size!r}")
+        h, w = size
         mean, std = tuple(_floats(d["mean"])), tuple(_floats(d["std"]))
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("mean and std need 3 values (R, G, B)")
