@@ -143,6 +143,9 @@ class Service:
 
             self.http = HttpApi(self.cfg.http, self).start()  # EdgeError: port in use
             stack.callback(self.http.close)
+            host = self.http.server.server_address[0]
+            print(f"edge-qwq: serving http://{host}:{self.http.port} (/healthz /readyz /metrics /status /latest.jpg)",
+                  file=sys.stderr, flush=True)  # the port taken, also when --http asked for port 0
         if self.cfg.evidence:
             from edge_runtime.store import EvidenceWriter
 
