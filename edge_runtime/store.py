@@ -61,16 +61,20 @@ class DecisionStore:
                  commit_interval_s: float = 0.2, synchronous: str = "FULL"):
         self.path = Path(path)
         self.commit_every, self.commit_interval_s = commit_every, commit_interval_s
+        self._lock = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = writer_lock(self.path)  # one writer per store: StoreError names the other one
             self.db = sqlite3.connect(str(self.path), isolation_level="DEFERRED")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.executescript(SCHEMA)
             migrate(self.db)
         except sqlite3.Error as e:
+            self._unlock()
             raise _db_error(self.path, e) from None
         except OSError as e:
+            self._unlock()
             raise StoreError(f"{self.path}: cannot create the decision store ({e.strerror})") from None
         self._jsonl = self._open_jsonl(jsonl)
         self._next_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0] + 1
@@ -141,6 +145,33 @@ class DecisionStore:
             self.db.close()
             if self._jsonl not in (None, sys.stdout):
                 self._jsonl.close()
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the lock (also when the process dies)
+            self._lock = None
+
+
+def writer_lock(path: Path):
+    """An exclusive lock on `<store>.lock` held while the store is open; StoreError naming the process that
+    holds it when another edge-qwq writes to the same store."""
+    import fcntl
+
+    f = open(f"{path}.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise StoreError(f"{path}: the decision store is in use by another edge-qwq ({holder}); one service "
+                         "writes to a store: stop that one or give this one another --store") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    return f
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -126,3 +126,20 @@ def test_ids_continue_across_reopen_and_pending_rows_are_not_stored_until_commit
     store.close()
     rows = sqlite3.connect(tmp_path / "d.db").execute("SELECT id, frame_id FROM decisions ORDER BY id").fetchall()
     assert rows == [(1, 0), (2, 1), (3, 2), (4, 0)]
+
+
+def test_a_second_writer_is_refused_with_who_holds_the_store(tmp_path):
+    """Issue 11, finding 9: two services on one store; the second says another edge-qwq holds it."""
+    import os
+
+    import pytest
+
+    from edge_runtime.store import DecisionStore, StoreError
+
+    first = DecisionStore(tmp_path / "d.db")
+    try:
+        with pytest.raises(StoreError, match=f"in use by another edge-qwq \\(pid {os.getpid()}\\)"):
+            DecisionStore(tmp_path / "d.db")
+    finally:
+        first.close()
+    DecisionStore(tmp_path / "d.db").close()  # released on close: the next service opens it
