@@ -32,9 +32,7 @@ def run_frame_bench(bundle_path, frames_dir, limit: int | None = None, precision
     for i in range(len(frames)):
         image = frames.image(i)
         for compact, out in ((True, early), (False, full)):
-            d = model.infer_tiles(image, compact=compact)
-            out.append(FrameOutcome(frames.truth[i], d.is_defect, d.defects or [], d.latency_ms,
-                                    d.tiles["tiles"], d.tiles["stage_tiles"]))
+            out.append(FrameOutcome.of(frames.truth[i], model.infer_tiles(image, compact=compact)))
         if progress:
             progress(i + 1, len(frames))
     flops = [s.flops for s in bundle.stages]

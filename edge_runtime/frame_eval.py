@@ -1,7 +1,8 @@
 """Scoring whole frames against their true defect boxes (a frames folder: PNGs and boxes.json).
 
     >>> frames = load_frames("data/frames/score")                      # doctest: +SKIP
-    >>> outcomes = score_frames(model, frames)                          # doctest: +SKIP
+    >>> outcomes = [FrameOutcome.of(t, model.infer_tiles(frames.image(i)))   # doctest: +SKIP
+    ...             for i, t in enumerate(frames.truth)]
     >>> frame_metrics(outcomes, (96, 96), stage_flops)["recall_pct"]    # doctest: +SKIP
 
 A frame is a defect frame when it holds at least one true defect. A true defect is *located* when a
@@ -11,7 +12,6 @@ overlaps a true box, and a *false box* when it overlaps none.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,20 +74,11 @@ class FrameOutcome:
     tiles: int
     stage_tiles: list[int]
 
-
-def score_frames(model, frames: FrameSet, compact: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> list[FrameOutcome]:
-    """Every frame through a tile-mode DynamicInference (tile reuse off: frames are independent)."""
-    if model.tiled is None:
-        raise InputError("scoring frames needs a bundle in tile mode (export --input-mode tile)")
-    out = []
-    for i in range(len(frames)):
-        d = model.infer_tiles(frames.image(i), compact=compact)
-        out.append(FrameOutcome(frames.truth[i], d.is_defect, d.defects or [], d.latency_ms, d.tiles["tiles"],
-                                d.tiles["stage_tiles"]))
-        if progress:
-            progress(i + 1, len(frames))
-    return out
+    @classmethod
+    def of(cls, truth: list[dict], decision) -> "FrameOutcome":
+        """A tile-mode Decision scored against the frame's true defects."""
+        return cls(truth, decision.is_defect, decision.defects or [], decision.latency_ms,
+                   decision.tiles["tiles"], decision.tiles["stage_tiles"])
 
 
 def _overlaps(a, b) -> bool:

@@ -44,9 +44,9 @@ class TileInfo:
                 "cut_ms": round(self.cut_ms, 3)}
 
 
-def tile_policy(policy: ExitPolicy, threshold: float) -> ExitPolicy:
-    """Tiles exit early only as ok (the policy's ok bars); never as a defect (bar 1.0 = never). `threshold`
-    is kept in the signature: the frame threshold applies at the last stage, not at early exits."""
+def tile_policy(policy: ExitPolicy) -> ExitPolicy:
+    """Tiles exit early only as ok (the policy's ok bars), never as a defect (bar 1.0 = never): the frame
+    threshold applies at the last stage."""
     return ExitPolicy(tuple(1.0 for _ in policy.thresholds), policy.ok_thresholds)
 
 
@@ -62,7 +62,7 @@ class TiledInference:
         self._last_grid: TileGrid | None = None
 
     def set_policy(self, policy: ExitPolicy) -> None:
-        self.policy = tile_policy(policy, self.threshold)
+        self.policy = tile_policy(policy)
 
     def grid_for(self, frame) -> TileGrid:
         return self.grids.get(frame.shape[:2])
