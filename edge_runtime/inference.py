@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_runtime.backends import open_backend
 from edge_runtime.bundle import Bundle
-from edge_runtime.errors import EdgeError
+from edge_runtime.errors import BundleError, EdgeError
 from edge_runtime.executor import EarlyExitExecutor, ExitPolicy
 from edge_runtime.preprocess import preprocess, read_image
 
@@ -40,6 +40,7 @@ class InferenceConfig:
     roi: str | None = None  # "x0,y0,x1,y1" or a mask image: the area inspected in tile mode
     reuse_threshold: float | None = None  # grey levels; None: the bundle's (manifest dynamic.reuse_threshold)
     frame_threshold: float | None = None  # tile score for a defect frame; None: the bundle's fitted one
+    trusted_key: str | None = None  # an Ed25519 public key (PEM): load only bundles it signed
 
 
 @dataclass
@@ -74,7 +75,7 @@ class DynamicInference:
         if isinstance(config, dict):
             config = InferenceConfig(**config)
         self.config = config = config or InferenceConfig()
-        self.bundle = Bundle.open(bundle_path)
+        self.bundle = Bundle.open(bundle_path, trusted_key=config.trusted_key)
         self.spec = self.bundle.input
         self.classes = self.bundle.classes
         self.ok_index = self.bundle.ok_index
@@ -82,10 +83,25 @@ class DynamicInference:
         self.backend = open_backend(config.backend, self.bundle, precision=self.precision,
                                     **({"threads": config.threads} if config.backend == "onnxruntime" else {}),
                                     **config.backend_options)
+        self._check_graphs()
         self.policy = ExitPolicy.from_spec(self.bundle.exit_policy, self.backend.num_stages - 1,
                                            config.early_exit, config.early_exit_ok)
         self.executor = EarlyExitExecutor(self.backend, self.policy, self.ok_index)
         self.tiled = self._open_tiling(config)
+
+    def _check_graphs(self) -> None:
+        """The manifest must fit its graphs: the input size stage 0 takes, and one class per exit output (with
+        fewer, decisions would carry wrong labels). Checked where the backend tells (ONNX Runtime)."""
+        size = [d for d in getattr(self.backend, "image_size", None) or [] if isinstance(d, int)]
+        if len(size) == 2 and size != [self.spec.height, self.spec.width]:
+            raise BundleError(f"bundle {self.bundle.root}: the manifest's input is {self.spec.height}x"
+                              f"{self.spec.width} but stage 0 takes {size[0]}x{size[1]} images; the manifest does "
+                              "not belong to these stages: re-export the bundle")
+        for k, n in enumerate(getattr(self.backend, "exit_classes", None) or []):
+            if n is not None and n != len(self.classes):
+                raise BundleError(f"bundle {self.bundle.root}: the manifest names {len(self.classes)} classes "
+                                  f"but stage {k}'s exit scores {n}; the manifest does not belong to these "
+                                  "stages: re-export the bundle")
 
     def _open_tiling(self, config: InferenceConfig):
         """A TiledInference when frames are cut into tiles (the bundle's input mode, or --tiling), else None."""

@@ -64,11 +64,16 @@ def switch_link(root: Path, name: str, target: Path | None) -> None:
     os.replace(tmp, link)
 
 
-def install(bundle: str | os.PathLike, root: str | os.PathLike, keep: int = 3) -> Path:
-    """Copy `bundle` into ROOT, verify the copy, make it `current` (the old one becomes `previous`)."""
+def install(bundle: str | os.PathLike, root: str | os.PathLike, keep: int = 3, trusted_key: str | None = None,
+            report=None) -> Path:
+    """Copy `bundle` into ROOT, verify the copy, run it on a few inputs (`trial_run`), and only then make it
+    `current` (the old one becomes `previous`). With `trusted_key`, only a bundle that key signed. `report`
+    (a callable) receives the trial run's summary."""
+    from edge_runtime.trial_run import trial_run
+
     if keep < 1:
         raise InstallError(f"--keep must be at least 1, got {keep}")
-    src = Bundle.open(bundle)  # BundleError (one line) for a path that is not a bundle
+    src = Bundle.open(bundle, trusted_key=trusted_key)  # BundleError (one line): not a bundle, edited, unsigned
     root = Path(root)
     try:
         (root / "bundles").mkdir(parents=True, exist_ok=True)
@@ -78,7 +83,14 @@ def install(bundle: str | os.PathLike, root: str | os.PathLike, keep: int = 3) -
     tmp = root / "bundles" / f".incoming-{dest.name}"
     try:
         shutil.copytree(src.root, tmp, ignore=shutil.ignore_patterns(REJECTED))
-        Bundle.open(tmp)  # the copy is checked, not only the source
+        Bundle.open(tmp, trusted_key=trusted_key)  # the copy is checked, not only the source
+        try:
+            summary = trial_run(tmp, trusted_key)
+        except EdgeError as e:
+            raise InstallError(f"{bundle} does not run here, so it was not installed ({e}); "
+                               f"{_current_note(root)}") from None
+        if report is not None:
+            report(summary)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -89,6 +101,11 @@ def install(bundle: str | os.PathLike, root: str | os.PathLike, keep: int = 3) -
     switch_link(root, "current", dest)
     prune(root, keep)
     return dest
+
+
+def _current_note(root: Path) -> str:
+    cur = link_target(root, "current")
+    return f"current is still {cur.name}" if cur is not None else "nothing is installed yet"
 
 
 def prune(root: Path, keep: int) -> list[Path]:

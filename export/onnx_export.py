@@ -88,7 +88,6 @@ def _write_bundle(student, root: Path, progress, input_mode: str = "resize", til
     bundle = Bundle.create(root, _manifest(student, stages, input_mode, tile_overlap))
     for s in stages:
         bundle.add_file(s.file)
-    bundle.manifest.model_version = _model_version(bundle)
     bundle.save()
     return bundle
 
@@ -115,13 +114,6 @@ def _pruning(cfg):
 
     p = cfg.extra.get("pruning")
     return None if p is None else PruningSpec.from_dict(p)
-
-
-def _model_version(bundle: Bundle) -> str:
-    import hashlib
-
-    digest = hashlib.sha256("".join(bundle.manifest.files[s.file] for s in bundle.stages).encode())
-    return digest.hexdigest()[:12]
 
 
 def _export_stage(student, k: int, x, path: Path, input_name: str) -> None:

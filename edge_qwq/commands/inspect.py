@@ -32,7 +32,9 @@ def command(bundle, as_json):
 def describe(b) -> list[str]:
     m = b.manifest
     read = "" if b.schema_read == m.schema_version else f" (written as schema {b.schema_read}, read in memory)"
-    lines = [f"bundle {b.root}: model {m.model_version}, schema {m.schema_version}{read}, by {m.producer}",
+    sig = (f"signed by key {m.signature.get('key_id')}" if m.signature else "not signed")
+    lines = [f"bundle {b.root}: model {b.version}, schema {m.schema_version}{read}, by {m.producer}",
+             f"  digest: sha256 {b.digest} ({sig})",
              f"  classes: {', '.join(m.classes)} (ok class: {m.ok_class})",
              f"  input: {m.input.height}x{m.input.width} {m.input.color} {m.input.layout}, "
              f"mean {list(m.input.mean)}, std {list(m.input.std)}", _mode(m)]

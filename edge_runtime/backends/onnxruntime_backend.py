@@ -138,6 +138,10 @@ class OnnxRuntimeBackend:
         self.num_stages = len(self.sessions)
         self._inputs = [s.get_inputs()[0].name for s in self.sessions]
         self._outputs = [[o.name for o in s.get_outputs()] for s in self.sessions]
+        # classes each exit scores (None where the graph leaves it symbolic): checked against the manifest's
+        self.image_size = [d for d in self.sessions[0].get_inputs()[0].shape[2:]]  # [H, W] of stage 0's input
+        self.exit_classes = [next((d for d in s.get_outputs()[-1].shape[1:] if isinstance(d, int)), None)
+                             for s in self.sessions]
         same = self.thread_policy.frame_threads == self.thread_policy.batch_threads
         self._batch: list[Any] = list(self.sessions) if same else [None] * self.num_stages
 

@@ -8,10 +8,12 @@ Layout::
       stages/stage{k}.q.onnx   quantized stages (calib)
       engines/<fingerprint>/   TensorRT engines (engine_builder, on the device)
 
-The manifest is versioned. A reader refuses a bundle whose schema it does not know, a file whose
-sha256 differs from the manifest (edited or truncated) and a file that is missing, each with one line
-that names the problem. Writers save atomically (temp file + rename), so a crash never leaves half a
-manifest behind.
+The manifest is versioned. A reader refuses a bundle whose schema it does not know, a manifest whose own
+digest does not match its content, a file whose sha256 differs from the manifest (edited or truncated), a
+file that is missing and a path that leaves the bundle, each with one line that names the problem. The
+version users see is the manifest's digest (`edge_runtime.bundle.seal`), and a device given a trusted key
+loads only bundles signed with it. Writers save atomically (temp file + rename), so a crash never leaves
+half a manifest behind.
 
     >>> b = Bundle.open("bundle/")          # doctest: +SKIP
     >>> b.classes, b.ok_class, len(b.stages)  # doctest: +SKIP
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from edge_runtime.bundle.manifest import SCHEMA_VERSION, Manifest
 from edge_runtime.bundle.migrate import STEPS, migrate
+from edge_runtime.bundle.seal import check_signature, digest_of, sign_digest, version_of
 from edge_runtime.bundle.sections import (
     AwqGroup,
     CalibrationSpec,
@@ -80,14 +83,20 @@ class Bundle:
     `bundle.manifest` is a `Manifest`; writers change its sections (typed records from
     `edge_runtime.bundle.sections`), record new files with `add_file` and call `save()`."""
 
-    def __init__(self, root: Path, manifest: Manifest, schema_read: int = SCHEMA_VERSION):
+    def __init__(self, root: Path, manifest: Manifest, schema_read: int = SCHEMA_VERSION, digest: str | None = None):
         self.root = Path(root)
         self.manifest = manifest
         self.schema_read = schema_read  # the schema the manifest on disk is in (older ones are migrated)
+        # the digest of the manifest as read (or as last saved); a new bundle's is that of its manifest now
+        self.digest = digest or digest_of(manifest.to_dict())
+        self.key_id: str | None = None  # the trusted key that verified the signature, when one was asked for
 
     # ---------- reading ----------
     @classmethod
-    def open(cls, root: str | os.PathLike, verify: bool = True) -> "Bundle":
+    def open(cls, root: str | os.PathLike, verify: bool = True,
+             trusted_key: str | os.PathLike | None = None) -> "Bundle":
+        """Read and check a bundle. With `trusted_key` (an Ed25519 public key, PEM) it must also carry that
+        key's signature of its digest."""
         root = Path(root)
         if not root.is_dir():
             raise BundleError(f"{root} is not a bundle: no such folder")
@@ -98,9 +107,16 @@ class Bundle:
             raw = json.loads(mpath.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BundleError(f"{mpath} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
-        bundle = cls(root, *parse_manifest(raw, mpath))
+        digest = digest_of(raw) if isinstance(raw, dict) else None
+        bundle = cls(root, *parse_manifest(raw, mpath), digest=digest)
+        written = raw.get("digest")
+        if written is not None and written != digest:
+            raise BundleError(f"{mpath} was changed after the bundle was written (its digest does not match its "
+                              "content); re-export the bundle or restore the original manifest")
         if verify:
             bundle.verify()
+        if trusted_key is not None:
+            bundle.key_id = check_signature(digest, bundle.manifest.signature, trusted_key, f"bundle {root}")
         return bundle
 
     def verify(self) -> None:
@@ -168,8 +184,13 @@ class Bundle:
 
     @property
     def version(self) -> str:
-        """Model version: a short digest of the stage files, so two bundles of one model agree."""
-        return self.manifest.model_version
+        """Model version: the manifest digest's first 12 hex digits, computed, never read from the file, so
+        bundles that differ in any file or setting the runtime uses have different versions."""
+        return version_of(self.digest)
+
+    @property
+    def signed(self) -> bool:
+        return self.manifest.signature is not None
 
     def path(self, rel: str) -> Path:
         return self.inside(rel)
@@ -189,16 +210,38 @@ class Bundle:
     def remove_file(self, rel: str) -> None:
         self.manifest.files.pop(rel, None)
 
-    def save(self) -> None:
-        """Write the manifest (always in the current schema), atomically."""
+    def save(self) -> str | None:
+        """Write the manifest (always in the current schema) with its new digest, atomically. A signature
+        that no longer holds (the model's configuration changed) is dropped; the returned line says so (None
+        when nothing needs saying). Device-added engines leave the digest, and so a signature, as it was."""
         where = self.root / MANIFEST
+        m = self.manifest
         try:
-            self.manifest.check()
+            m.check()
         except ValueError as e:
             raise BundleError(f"{where}: {e}") from None
-        self.manifest.schema_version = SCHEMA_VERSION
-        atomic_write_text(where, json.dumps(self.manifest.to_dict(), indent=2) + "\n")
-        self.schema_read = SCHEMA_VERSION
+        m.schema_version = SCHEMA_VERSION
+        old, new = self.digest, digest_of(m.to_dict())
+        note = None
+        if m.signature is not None and new != old:
+            m.signature = None
+            note = (f"bundle {self.root}: its configuration changed (version {version_of(old)} -> "
+                    f"{version_of(new)}), so its signature no longer holds and was removed; sign it again with "
+                    "`edge-qwq sign` before installing it on devices that require a trusted key")
+            import sys
+
+            print(f"edge-qwq: note: {note}", file=sys.stderr, flush=True)
+        m.digest, m.model_version = new, version_of(new)
+        atomic_write_text(where, json.dumps(m.to_dict(), indent=2) + "\n")
+        self.digest, self.schema_read = new, SCHEMA_VERSION
+        return note
+
+    def sign(self, private_key: str | os.PathLike) -> dict:
+        """Sign the bundle's digest with an Ed25519 private key (PEM) and save; the signature record."""
+        self.verify()
+        self.manifest.signature = sign_digest(self.digest, private_key)
+        self.save()
+        return self.manifest.signature
 
 
 def parse_manifest(raw, where: os.PathLike | str) -> tuple[Manifest, int]:

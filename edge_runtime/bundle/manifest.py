@@ -22,7 +22,7 @@ from edge_runtime.bundle.sections import (
 SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("schema_version", "classes", "ok_class", "input", "stages", "exit_policy", "files")
 KNOWN_KEYS = REQUIRED_KEYS + ("producer", "model_version", "student", "dynamic", "quantization", "calibration",
-                              "engines", "frames")
+                              "engines", "frames", "digest", "signature")
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Manifest:
     stages: list[StageSpec]
     exit_policy: ExitPolicySpec
     files: dict[str, str] = field(default_factory=dict)  # path in the bundle -> sha256
-    model_version: str = "unknown"  # short digest of the FP32 stage files
+    model_version: str = "unknown"  # the digest's first 12 hex digits (written for readers; never trusted)
     producer: str = "edge-qwq"
     student: StudentSpec | None = None
     dynamic: DynamicSpec = field(default_factory=DynamicSpec)
@@ -43,6 +43,8 @@ class Manifest:
     frames: FrameSpec | None = None  # tile mode's fitted frame-level decision
     extra: dict = field(default_factory=dict)  # sections this version does not know (kept as they are)
     schema_version: int = SCHEMA_VERSION
+    digest: str | None = None  # sha256 of the manifest itself (edge_runtime.bundle.seal), written by save()
+    signature: dict | None = None  # {"alg": "ed25519", "key_id", "value"}: the owner's signature of the digest
 
     @property
     def early_exits(self) -> int:
@@ -72,7 +74,9 @@ class Manifest:
             raise ValueError("section 'files' is malformed (not a mapping)")
         m = cls(classes, str(d["ok_class"]), files={str(k): str(v) for k, v in d["files"].items()},
                 model_version=str(d.get("model_version", "unknown")), producer=str(d.get("producer", "edge-qwq")),
-                extra={k: v for k, v in d.items() if k not in KNOWN_KEYS}, **parts)
+                extra={k: v for k, v in d.items() if k not in KNOWN_KEYS},
+                digest=None if d.get("digest") is None else str(d["digest"]),
+                signature=d.get("signature") if isinstance(d.get("signature"), dict) else None, **parts)
         m.check()
         return m
 
@@ -97,7 +101,7 @@ class Manifest:
              "calibration": self.calibration.to_dict() if self.calibration else None,
              "engines": {k: e.to_dict() for k, e in self.engines.items()},
              "frames": self.frames.to_dict() if self.frames else None,
-             "files": dict(self.files)}
+             "files": dict(self.files), "digest": self.digest, "signature": self.signature}
         d.update(self.extra)
         return d
 
