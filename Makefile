@@ -50,11 +50,19 @@ lock-tools: $(LOCKVENV)/.installed
 	  --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 	  --output-file $(TOOLS) requirements/tools.in
 
-# ffmpeg (an MJPEG server for the stream tests) and systemd-analyze (unit verification) come from Debian.
+# ffmpeg (an MJPEG server for the stream tests), systemd-analyze (unit verification, comes with systemd) and
+# the real servers the tests start themselves (tests/servers.py) come from Debian: PostgreSQL, Mosquitto and
+# its CLI clients, Chromium. Each missing one is installed with apt-get; one that cannot be is a note (its
+# tests skip, saying why), never an error. `apt-get update` runs once, only when something is missing.
+SYSTEM_DEPS := ffmpeg:ffmpeg postgresql:initdb mosquitto:mosquitto mosquitto-clients:mosquitto_pub chromium:chromium
 system-deps:
-	@command -v ffmpeg >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
-	  || echo "note: ffmpeg not installed; the stream tests will be skipped"; }
+	@apt=; for dep in $(SYSTEM_DEPS); do pkg=$${dep%%:*}; exe=$${dep#*:}; \
+	  ( PATH="$$PATH:/usr/sbin:/sbin:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tr '\n' :)"; \
+	    command -v $$exe >/dev/null 2>&1 ) && continue; \
+	  if [ -z "$$apt" ]; then apt=no; command -v apt-get >/dev/null 2>&1 && apt-get update -qq && apt=yes; fi; \
+	  { [ $$apt = yes ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg >/dev/null; } \
+	  || echo "note: $$pkg not installed; the tests that need it will be skipped"; \
+	done
 
 demo: $(STAMP)
 	$(VENV)/bin/edge-qwq demo --workdir $(DEMO)

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+# real PostgreSQL, Mosquitto and Chromium, started once per session: postgres_server/postgres_url,
+# mosquitto_broker/mosquitto_url, chromium (see tests/servers.py)
+pytest_plugins = ["tests.servers"]
+
 CLASSES = ["crack", "ok", "scratch", "spot"]
 
 
