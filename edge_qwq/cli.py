@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "Show what a bundle holds, read through its typed manifest (no torch)."),
     "estimate": ("estimate", "Estimate per-stage latency on an Orin target (roofline)."),
     "build": ("build", "Chain the pipeline: teacher + data -> a device-ready bundle."),
+    "tune": ("tune", "Tune exit thresholds and frame reuse for a line with Optuna (multi-objective)."),
     "bench": ("bench", "Accuracy, exit rates, FLOPs and latency of a bundle vs its teacher (JSON)."),
     "run": ("run", "Run a bundle on an image, a folder, a video or a camera; one JSON line per frame."),
     "install": ("install", "Install a bundle for the service atomically, keeping the previous ones."),

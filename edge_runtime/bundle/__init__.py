@@ -44,12 +44,13 @@ from edge_runtime.bundle.sections import (
     QuantizationSpec,
     StageSpec,
     StudentSpec,
+    TuningSpec,
 )
 from edge_runtime.errors import BundleError
 
 __all__ = ["SCHEMA_VERSION", "MANIFEST", "Bundle", "Manifest", "AwqGroup", "CalibrationSpec", "DynamicSpec",
            "EngineEntry", "EngineStage", "ExitPolicySpec", "FrameSpec", "InputSpec", "InputStat", "QuantizationSpec",
-           "PruningSpec", "StageSpec", "StudentSpec", "sha256_file", "atomic_write_text"]
+           "PruningSpec", "StageSpec", "StudentSpec", "TuningSpec", "sha256_file", "atomic_write_text"]
 
 MANIFEST = "manifest.json"
 

@@ -17,12 +17,13 @@ from edge_runtime.bundle.sections import (
     QuantizationSpec,
     StageSpec,
     StudentSpec,
+    TuningSpec,
 )
 
 SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("schema_version", "classes", "ok_class", "input", "stages", "exit_policy", "files")
 KNOWN_KEYS = REQUIRED_KEYS + ("producer", "model_version", "student", "dynamic", "quantization", "calibration",
-                              "engines", "frames", "digest", "signature")
+                              "engines", "frames", "tuning", "digest", "signature")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Manifest:
     calibration: CalibrationSpec | None = None
     engines: dict[str, EngineEntry] = field(default_factory=dict)  # device fingerprint id -> engines
     frames: FrameSpec | None = None  # tile mode's fitted frame-level decision
+    tuning: TuningSpec | None = None  # the study and trial the dynamic configuration came from (tune --apply)
     extra: dict = field(default_factory=dict)  # sections this version does not know (kept as they are)
     schema_version: int = SCHEMA_VERSION
     digest: str | None = None  # sha256 of the manifest itself (edge_runtime.bundle.seal), written by save()
@@ -64,7 +66,8 @@ class Manifest:
                            ("quantization", lambda v: None if v is None else QuantizationSpec.from_dict(v)),
                            ("calibration", lambda v: None if v is None else CalibrationSpec.from_dict(v)),
                            ("engines", lambda v: {str(k): EngineEntry.from_dict(e) for k, e in (v or {}).items()}),
-                           ("frames", lambda v: None if v is None else FrameSpec.from_dict(v))):
+                           ("frames", lambda v: None if v is None else FrameSpec.from_dict(v)),
+                           ("tuning", lambda v: None if v is None else TuningSpec.from_dict(v))):
             try:
                 parts[key] = build(d.get(key))
             except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -101,6 +104,7 @@ class Manifest:
              "calibration": self.calibration.to_dict() if self.calibration else None,
              "engines": {k: e.to_dict() for k, e in self.engines.items()},
              "frames": self.frames.to_dict() if self.frames else None,
+             "tuning": self.tuning.to_dict() if self.tuning else None,
              "files": dict(self.files), "digest": self.digest, "signature": self.signature}
         d.update(self.extra)
         return d

@@ -3,7 +3,8 @@
 The digest is the sha256 of the manifest's canonical JSON (sorted keys, no spaces) without the fields that
 cannot be part of it: `digest` and `signature` themselves, `model_version` (derived from the digest) and what
 the device adds on its own (`engines`, and the `files` entries under `engines/`: TensorRT engines and their
-timing cache, tied instead to the stage hashes they were built from). Every other field is covered, and
+timing cache, tied instead to the stage hashes they were built from); a null section counts as absent.
+Every other field is covered, and
 through `files` the sha256 of every model file the runtime loads. So:
 
 - an edited manifest (a class name swapped, a threshold changed) no longer matches its digest: refused;
@@ -37,7 +38,8 @@ DEVICE_FILES = "engines/"  # files the device adds itself
 def digest_of(manifest: dict) -> str:
     """sha256 (hex) of the manifest's canonical JSON, without the fields listed in NOT_DIGESTED and without
     the device's own files."""
-    body = {k: v for k, v in manifest.items() if k not in NOT_DIGESTED}
+    # an absent section and a null one are the same manifest (a newer writer may add null sections)
+    body = {k: v for k, v in manifest.items() if k not in NOT_DIGESTED and v is not None}
     files = body.get("files")
     if isinstance(files, dict):
         body["files"] = {k: v for k, v in files.items() if not str(k).startswith(DEVICE_FILES)}

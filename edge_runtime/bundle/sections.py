@@ -245,6 +245,33 @@ class DynamicSpec:
 
 
 @dataclass
+class TuningSpec:
+    """Where the dynamic configuration came from, when `edge-qwq tune --apply` chose it (tune/apply.py writes
+    it; `inspect` and the report read it)."""
+
+    study: str
+    storage: str  # the study storage, password hidden
+    trial: int | None  # the Optuna trial applied (None: the untuned configuration was kept)
+    base_version: str  # the bundle's version before the configuration was applied
+    objectives: dict[str, Any]  # metric, kind, weight, max_changed_pct, measured
+    params: dict[str, Any]  # early_exit, early_exit_ok, reuse_window, reuse_threshold, variant
+    target: str  # the latency estimate's target
+    tuned_on: dict[str, Any]  # {"source", "figures"}: the split trials were scored on
+    judged_on: dict[str, Any]  # {"source", "figures", "untuned_figures"}: the split the point is reported on
+    time: str  # UTC, ISO 8601
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TuningSpec":
+        trial = d.get("trial")
+        return cls(str(d["study"]), str(d["storage"]), None if trial is None else int(trial), str(d["base_version"]),
+                   dict(d.get("objectives") or {}), dict(d.get("params") or {}), str(d.get("target", "")),
+                   dict(d.get("tuned_on") or {}), dict(d.get("judged_on") or {}), str(d.get("time", "")))
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
 class FrameSpec:
     """Tile mode's frame-level decision, fitted on defect-free frames (calib/frame_threshold.py writes it).
 
