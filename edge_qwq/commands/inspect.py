@@ -50,6 +50,12 @@ def describe(b) -> list[str]:
                  + (f", measured exit fractions {p.exit_fraction}" if p.exit_fraction else ""))
     lines.append(f"  dynamic: reuse window {m.dynamic.reuse_window} frames (or tiles), change threshold "
                  f"{m.dynamic.reuse_threshold:g} grey levels")
+    if m.tuning is not None:
+        t = m.tuning
+        judged = t.judged_on.get("figures", {})
+        lines.append(f"  tuned: trial {t.trial} of study {t.study!r} ({t.storage}) on {t.time}, from version "
+                     f"{t.base_version}; {t.objectives.get('metric', '?')} {judged.get('accuracy', '?')} % and "
+                     f"{judged.get('latency_ms', '?')} ms est. on {t.target} ({t.judged_on.get('source', '?')})")
     if m.frames is not None:
         f = m.frames
         fits = ", ".join(f"{p} {t:.6f} (false alarms {f.measured.get(p, {}).get('false_alarm_pct', '?')} % on "
