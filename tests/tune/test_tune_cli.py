@@ -154,3 +154,27 @@ def test_bad_options_are_one_line_and_touch_nothing(confident_bundle, tune_data,
 @pytest.mark.timeout(300)
 def test_two_workers_on_a_real_postgresql_server(confident_bundle, tune_data, tmp_path, postgres_url):
     two_workers_share_one_study(confident_bundle, tune_data, tmp_path, postgres_url)
+
+
+def test_a_pruned_variant_is_a_choice_of_the_study(confident_bundle, tiny_bundle, tune_data, tmp_path, capsys):
+    """--variant: another bundle of the same classes (here an unpruned one stands in for `prune`'s output)."""
+    out = tmp_path / "t"
+    rc, err = tune(capsys, confident_bundle, tune_data, out, "--trials", "30", "--variant", str(tiny_bundle))
+    assert rc == 0, err
+    r = json.loads((out / "tune.json").read_text())
+    assert set(r["space"]["variants"]) == {"base", "bundle"} and set(r["stage_ms"]) == {"base", "bundle"}
+    assert {t["params"]["variant"] for t in r["all_trials"]} == {"base", "bundle"}
+
+
+@pytest.mark.parametrize("args, n_values", [(["--measure"], 3), (["--objective", "weighted", "--weight", "2"], 1)])
+def test_measured_and_weighted_objectives(confident_bundle, tune_data, tmp_path, capsys, args, n_values):
+    out = tmp_path / "t"
+    rc, err = tune(capsys, confident_bundle, tune_data, out, "--trials", "8", *args)
+    assert rc == 0, err
+    r = json.loads((out / "tune.json").read_text())
+    assert all(len(t["values"]) == n_values for t in r["all_trials"])
+    if n_values == 3:
+        assert all(t["figures"]["measured_ms"] > 0 for t in r["all_trials"]) and r["measured_stage_ms"]["base"]
+    else:
+        f = r["all_trials"][0]["figures"]
+        assert r["all_trials"][0]["values"][0] == pytest.approx(f["accuracy"] - 2 * f["latency_ms"], abs=1e-3)
