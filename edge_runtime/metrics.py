@@ -67,7 +67,7 @@ class Metrics:
         self.events = Counter("edgeqwq_events", "Service events", ["kind"], registry=r)
         self.gauges = LiveGauges(live)
         r.register(self.gauges)
-        self._seen = {"stale": 0, "corrupt": 0, "reconnects": 0}
+        self._seen = {"stale": 0, "corrupt": 0, "missing": 0, "reconnects": 0}
         self._children: dict = {}
 
     def child(self, metric, label: str):
@@ -81,6 +81,7 @@ class Metrics:
         """Counters from the source's own running totals (SourceStats), by the increase since last time."""
         for key, now, counter in (("stale", stats.stale_dropped, self.child(self.dropped, "stale")),
                                   ("corrupt", stats.corrupt, self.child(self.dropped, "corrupt")),
+                                  ("missing", stats.missing, self.child(self.dropped, "missing")),
                                   ("reconnects", stats.reconnects, self.reconnects)):
             if now > self._seen[key]:
                 counter.inc(now - self._seen[key])

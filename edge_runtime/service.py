@@ -9,7 +9,8 @@ gauges), `sinks` (where decisions go without --store; `store` with it), `http_ap
 
 Start-up checks everything a user can get wrong before the first frame (bundle, port, evidence disk, store,
 source), each a one-line EdgeError, closing what was already opened. READY=1 goes to systemd once frames can
-flow; WATCHDOG=1 from the loop itself, so a hung loop gets restarted. SIGTERM (or SIGINT) stops the loop,
+flow; WATCHDOG=1 from the loop itself, and only while it decides (see `stall_timeout`), so a hung or
+stuck loop gets restarted. SIGTERM (or SIGINT) stops the loop,
 commits the pending decisions and closes the store. A rollback requested by the health monitor is carried
 out by the loop, between two frames (`ActiveModel.rollback_now`).
 
@@ -39,7 +40,7 @@ from edge_runtime.metrics import Live, Metrics
 from edge_runtime.notify import Notifier
 from edge_runtime.reuse import FrameReuse
 from edge_runtime.sinks import Sink, StdoutSink
-from edge_runtime.sources import redact_url, EndOfStream, Frame
+from edge_runtime.sources import redact_url, EndOfStream, Frame, SourceStopped
 
 
 @dataclass
@@ -59,7 +60,7 @@ class ServiceConfig:
     early_exit_ok: list[float] | None = None
     threads: int = 0
     max_frames: int = 0
-    full_res_frames: bool = False  # MJPEG: decode at full size (evidence, /latest.jpg) at a CPU cost
+    full_res_frames: bool = False  # MJPEG: never at a reduced JPEG scale (by default: where a DecodeCheck allows)
     tiling: str = "auto"  # "auto": the bundle's input mode; "on": tiles (a tile bundle only); "off": resize
     tile_overlap: float | None = None  # None: the bundle's
     roi: str | None = None  # tile mode: "x0,y0,x1,y1" or a mask image
@@ -68,6 +69,9 @@ class ServiceConfig:
     heatmap: bool = False  # tile mode: lay the tile map over /latest.jpg and evidence JPEGs
     tile_map: bool = False  # tile mode: the JSON lines also carry each frame's tile map (not stored in SQLite)
     connect_timeout: float = 10.0
+    http_token_file: str | None = None  # --http: a file holding a bearer token; all but /healthz /readyz ask for it
+    stall_timeout: float = 30.0  # no decision this long while the source is up: /healthz fails, no WATCHDOG=1 (0: off)
+    trusted_key: str | None = None  # an Ed25519 public key: load (and roll back to) only bundles it signed
     handle_signals: bool = True  # SIGTERM/SIGINT stop the loop (main thread only)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -89,7 +93,7 @@ class Service:
         self._stage_tiles: list[int] = []  # tile mode: tiles that entered each stage, summed over frames
         self.frames = self.inferred = 0
         self.started = time.time()
-        self._beat = time.monotonic()
+        self._beat = self._waiting_since = time.monotonic()  # _waiting_since: see _stalled_for
         # the model in use and its monitor: set by the ActiveModel at every load (_switched), read per frame
         self.model: DynamicInference | None = None
         self.health: HealthMonitor | None = None
@@ -101,7 +105,7 @@ class Service:
                                     reuse_window=config.reuse_window, threads=config.threads,
                                     tiling=config.tiling, tile_overlap=config.tile_overlap, roi=config.roi,
                                     reuse_threshold=config.reuse_threshold,
-                                    frame_threshold=config.frame_threshold)
+                                    frame_threshold=config.frame_threshold, trusted_key=config.trusted_key)
         self.active = ActiveModel(bundle_dir, install_root, inference,
                                   replace(config.health, sample_rate=config.shadow_rate),
                                   event=self._event, health_event=self._event_threadsafe, on_switch=self._switched)
@@ -119,12 +123,19 @@ class Service:
         """Run until the source ends, `max_frames`, SIGTERM or SIGINT; returns the exit status (0)."""
         self._install_signals()
         with ExitStack() as stack:
-            self._start(stack)
+            try:
+                self._start(stack)
+            except SourceStopped:  # SIGTERM (or SIGINT) while waiting for a live source's first frame
+                print("edge-qwq: stopped before the source connected", file=sys.stderr, flush=True)
+                return 0
             self.notifier.ready(f"deciding on {self.source_name} with {self.model.bundle.version}")
             try:
                 self._loop()
             finally:
                 self.notifier.stopping()
+        lost = getattr(self.source, "summary", lambda: None)()  # a video's lost frames, a folder's bad images
+        if lost:
+            print(f"edge-qwq: warning: {lost}", file=sys.stderr, flush=True)
         return 0
 
     def stop(self) -> None:
@@ -141,7 +152,7 @@ class Service:
         if self.cfg.http:
             from edge_runtime.http_api import HttpApi
 
-            self.http = HttpApi(self.cfg.http, self).start()  # EdgeError: port in use
+            self.http = HttpApi(self.cfg.http, self, self.cfg.http_token_file).start()  # EdgeError: port, token
             stack.callback(self.http.close)
             host = self.http.server.server_address[0]
             print(f"edge-qwq: serving http://{host}:{self.http.port} (/healthz /readyz /metrics /status /latest.jpg)",
@@ -152,11 +163,12 @@ class Service:
             self.evidence = EvidenceWriter(self.cfg.evidence, self.cfg.evidence_budget_mb)  # budget > disk
         self.store = self._open_store()
         stack.callback(self.store.close)  # last decisions committed on every way out
-        from edge_runtime.sources import open_source
+        from edge_runtime.sources import DecodeCheck, open_source
 
         self.source = open_source(self.cfg.source, connect_timeout=self.cfg.connect_timeout,  # no such source
-                                  prepare=self._prepare,
-                                  min_size=None if self.cfg.full_res_frames else self._decode_size)
+                                  prepare=self._prepare, stop=self._stop,  # SIGTERM ends the wait for a stream
+                                  min_size=None if self.cfg.full_res_frames else self._decode_size,
+                                  decode_check=None if self.cfg.full_res_frames else DecodeCheck())
         stack.callback(self.source.close)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.source_name,
@@ -184,8 +196,8 @@ class Service:
 
     def _decode_size(self) -> tuple[int, int] | None:
         """The smallest frame size the model in use needs, asked by the source at every frame: its input
-        size when it resizes frames (MJPEG can then decode at a reduced scale), None (full size) in tile
-        mode, where every pixel counts."""
+        size when it resizes frames (MJPEG may then decode at a reduced scale, where its DecodeCheck shows
+        decisions agree), None (full size) in tile mode, where every pixel counts."""
         m = self.model
         return None if m.tiled is not None else (m.spec.height, m.spec.width)
 
@@ -207,6 +219,7 @@ class Service:
 
     # ---------------------------------------------------------------- the loop
     def _loop(self) -> None:
+        self._waiting_since = time.monotonic()
         while not self._stop.is_set():
             try:
                 frame = self.source.read(timeout=0.25)
@@ -238,6 +251,11 @@ class Service:
         d = self.reuse.lookup(frame.image) if tiled is None else None
         if d is None:
             d = self._infer(frame)
+            if frame.alt_tensor is not None and tiled is None:  # a DecodeCheck frame: decide its reduced decode too
+                changed = self.source.decode_check.compare(frame.alt_tensor, d, self.model)
+                if changed:
+                    print(f"edge-qwq: {changed}", file=sys.stderr, flush=True)
+                    self._event("decode_check", self.source.decode_check.to_dict())
             if tiled is None:
                 self.reuse.remember(frame.image, d)
             if not d.reused:  # tile mode: a frame whose every tile was reused ran no stage
@@ -285,11 +303,21 @@ class Service:
         if self.evidence.paused_reason and not was_paused:
             print(f"edge-qwq: warning: {self.evidence.paused_reason}", file=sys.stderr, flush=True)
             self._event("evidence_paused", {"reason": self.evidence.paused_reason})
+        elif was_paused and not self.evidence.paused_reason:  # the disk has room again
+            print(f"edge-qwq: evidence resumed in {self.evidence.root} (the disk has room again)",
+                  file=sys.stderr, flush=True)
+            self._event("evidence_resumed", {"after": was_paused})
         return path
 
     def _tick(self) -> None:
         self._beat = time.monotonic()
-        self.notifier.watchdog(self._beat)
+        if not self._source_up():
+            self._waiting_since = self._beat  # a reconnecting source: the wait for decisions starts when it is back
+        # WATCHDOG=1 only while the loop makes progress: ticking without a decision for stall_timeout s while the
+        # source is up (a wedged decoder, a stream that is open but sends nothing) is as stuck as a hung loop, so
+        # systemd restarts it WatchdogSec later. A reconnecting source keeps the pings (/readyz reports it).
+        if not self._stalled():
+            self.notifier.watchdog(self._beat)
         while self._pending_events:
             e = self._pending_events.popleft()
             self.store.event(e["kind"], e["detail"], e["time"])
@@ -317,9 +345,33 @@ class Service:
                 self.store.event(e["kind"], e["detail"], e["time"])
 
     # ---------------------------------------------------------------- what HTTP reads
+    def _source_up(self) -> bool:
+        """A source frames should come from: a live one while connected; a file or folder until it ends
+        (the loop then ends too)."""
+        s = self.source
+        return s is not None and not self._stop.is_set() and (bool(s.stats.connected) if s.live else True)
+
+    def _stalled_for(self, now: float) -> float:
+        """Seconds the source has been up without a decision (0 while it is down or reconnecting)."""
+        if not self._source_up():
+            return 0.0
+        times = self._times
+        return now - max(times[-1] if times else 0.0, self._waiting_since)
+
+    def _stalled(self) -> bool:
+        timeout = self.cfg.stall_timeout
+        return bool(timeout) and self._stalled_for(time.monotonic()) >= timeout
+
     def healthz(self) -> tuple[bool, str]:
-        age = time.monotonic() - self._beat
-        return (age < 10.0, f"loop alive {age:.1f} s ago" if age < 10.0 else f"loop stalled for {age:.0f} s")
+        """The loop ticks (heartbeat within 10 s) and, while its source is up, decides (a decision within
+        stall_timeout s). A reconnecting source is /readyz's to report; a restart would not bring it back."""
+        now = time.monotonic()
+        age = now - self._beat
+        if age >= 10.0:
+            return False, f"loop stalled for {age:.0f} s"
+        if self._stalled():
+            return False, f"no decision for {self._stalled_for(now):.0f} s while the source is up"
+        return True, f"loop alive {age:.1f} s ago"
 
     def readyz(self) -> tuple[bool, str]:
         if self._stop.is_set():
@@ -381,7 +433,9 @@ class Service:
                            "p99": round(float(np.percentile(lat, 99)), 3) if lat is not None else None},
             "exit_rates": {str(k): round(v / self.inferred, 4) for k, v in sorted(self._exit_counts.items())},
             "tile_exit_rates": self.tile_exit_rates(),
-            "drops": {"stale": stats.get("stale_dropped", 0), "corrupt": stats.get("corrupt", 0)},
+            "drops": {"stale": stats.get("stale_dropped", 0), "corrupt": stats.get("corrupt", 0),
+                      "missing": stats.get("missing", 0)},
+            "decode": check.to_dict() if (check := getattr(self.source, "decode_check", None)) else None,
             "source_stats": stats,
             "reuse": self._reuse_status(),
             "store": {"path": self.cfg.store, "stored": self.store.stored if self.store else 0,

@@ -201,10 +201,16 @@ class EvidenceWriter:
     """Defect frames as JPEG files under `root`, at most `budget_mb` on disk in all; the oldest go first.
 
     Files are named <time_ns>_<frame>_<label>.jpg, so name order is age order. A full disk pauses evidence
-    (one warning, `paused_reason`); decisions go on being stored regardless."""
+    (one warning, `paused_reason`); decisions go on being stored regardless. While paused, every `retry_s`
+    seconds a defect frame is tried again once the disk has room for it; the first one written resumes
+    evidence (`resumed` counts the resumptions, for the service to say so)."""
 
-    def __init__(self, root: str | os.PathLike, budget_mb: float, quality: int = 90):
+    def __init__(self, root: str | os.PathLike, budget_mb: float, quality: int = 90, retry_s: float = 5.0,
+                 clock=time.monotonic):
         self.root = Path(root)
+        self.retry_s, self.clock = retry_s, clock
+        self._retry_at = 0.0
+        self.resumed = 0
         self.budget = int(budget_mb * 1024 * 1024)
         self.quality = quality
         if self.budget <= 0:
@@ -233,11 +239,14 @@ class EvidenceWriter:
         """Write one evidence JPEG; returns its path, or None when evidence is paused or the frame too big."""
         import cv2
 
-        if self.paused_reason:
+        if self.paused_reason and self.clock() < self._retry_at:
             return None
         ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         need = -(-buf.size // self.block) * self.block  # what it takes on disk: whole blocks
         if not ok or need > self.budget:
+            return None
+        if self.paused_reason and not self._room_for(need):
+            self._retry_at = self.clock() + self.retry_s
             return None
         while self._files and self.used + need > self.budget:
             self._delete_oldest()
@@ -246,13 +255,23 @@ class EvidenceWriter:
             _write_atomic(path, buf.tobytes())
         except OSError as e:
             self.paused_reason = f"{self.root}: cannot write evidence ({e.strerror}); evidence paused, " \
-                                 "decisions are still stored"
+                                 f"decisions are still stored (retried every {self.retry_s:g} s)"
+            self._retry_at = self.clock() + self.retry_s
             return None
+        if self.paused_reason:
+            self.paused_reason, self.resumed = None, self.resumed + 1
         size = _disk_size(path)
         self._files.append((path, size))
         self.used += size
         self.saved += 1
         return str(path)
+
+    def _room_for(self, need: int) -> bool:
+        """The disk has room for a file of `need` bytes (with a block to spare), or cannot say."""
+        try:
+            return shutil.disk_usage(self.root).free >= need + self.block
+        except OSError:
+            return False
 
     def _delete_oldest(self) -> None:
         path, size = self._files.popleft()

@@ -23,7 +23,14 @@ from edge_qwq.commands import finite
               help="SQLite decision store (WAL); runs the service loop.")
 @click.option("--jsonl", default=None, help="Also write stored decisions as JSON lines here ('-': stdout).")
 @click.option("--http", "http", default=None, metavar="HOST:PORT",
-              help="Serve /healthz /readyz /metrics /status /latest.jpg; runs the service loop.")
+              help="Serve /healthz /readyz /metrics /status /latest.jpg; runs the service loop. Bind 127.0.0.1 "
+                   "or one interface; for remote access put a TLS reverse proxy in front (README).")
+@click.option("--http-token-file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="--http: a file holding a bearer token; every route but /healthz and /readyz then asks for "
+                   "`Authorization: Bearer <token>` (401 without it).")
+@click.option("--stall-timeout", default=30.0, show_default=True, type=finite(0.0, None), metavar="SECONDS",
+              help="Service: no decision for this long while the source is up makes /healthz fail and stops "
+                   "the systemd watchdog pings (a restart follows); 0: off. Raise it for triggered cameras.")
 @click.option("--evidence", default=None, type=click.Path(file_okay=False), help="Folder for defect JPEGs.")
 @click.option("--evidence-budget-mb", default=1024.0, show_default=True, type=finite(0.0, None, min_open=True),
               help="Disk budget for evidence; the oldest evidence is deleted first.")
@@ -41,9 +48,10 @@ from edge_qwq.commands import finite
 @click.option("--threads", default=0, type=click.IntRange(0, 256),
               help="ONNX Runtime intra-op threads per stage session (0: the bundle's policy, 1 thread per frame).")
 @click.option("--full-res-frames", is_flag=True,
-              help="Decode MJPEG frames at full size for evidence and /latest.jpg. By default they are decoded "
-                   "at the smallest JPEG scale that covers the model input, which costs far less CPU. Tile mode always "
-                   "decodes at full size.")
+              help="Service: decode MJPEG frames at full size, always. By default a resize-mode model gets them "
+                   "at the smallest JPEG scale that covers its input (far less CPU) only while decisions on frames "
+                   "decoded both ways agree (at least 99.5 % of the last 600 compared; until then, and otherwise, "
+                   "full size; /status \"decode\"). Tile mode always decodes at full size.")
 @click.option("--tiling", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
               help="Cut each frame into native-scale tiles of the model input (tile mode) and report where the "
                    "defects are. auto: the bundle's input mode (manifest input.mode); on: tile mode, which "
@@ -61,12 +69,16 @@ from edge_qwq.commands import finite
 @click.option("--tile-map", "tile_map", is_flag=True,
               help="Tile mode: also print each frame's tile defect scores (rows x cols, null outside the ROI) "
                    "in its JSON line (large).")
+@click.option("--trusted-key", "trusted_key", default=None, type=click.Path(dir_okay=False), metavar="OWNER.pub",
+              help="Load only bundles signed with this Ed25519 public key (`edge-qwq sign`); the service also "
+                   "rolls back only to signed bundles.")
 @click.option("--heatmap", is_flag=True,
               help="Tile mode, service: lay the tile defect scores over /latest.jpg and the evidence JPEGs, "
                    "under the defect boxes.")
 def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_frames, store, jsonl, http,
             evidence, evidence_budget_mb, reuse_window, reuse_threshold, shadow_rate, connect_timeout, threads,
-            full_res_frames, tiling, tile_overlap, roi, frame_threshold, tile_map, heatmap):
+            full_res_frames, tiling, tile_overlap, roi, frame_threshold, tile_map, heatmap, trusted_key,
+            http_token_file, stall_timeout):
     """Run BUNDLE on SOURCE and print one JSON decision per frame.
 
     SOURCE: an image, a folder, a video file, v4l2:///dev/video0, csi://0, rtsp://... or http://... (MJPEG).
@@ -83,6 +95,8 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
       edge-qwq run --bundle /var/lib/edge-qwq --source csi://0 --store decisions.db --http 0.0.0.0:8080
       edge-qwq run --bundle tiles/ --source line3.mp4 --roi 0,120,1280,840 | jq -c .defects
     """
+    if http_token_file and not http:
+        raise click.UsageError("--http-token-file needs --http")
     backend = _engines_for(bundle, backend)
     if store or http:
         from edge_runtime.service import Service, ServiceConfig
@@ -94,7 +108,8 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
                             threads=threads, max_frames=max_frames, connect_timeout=connect_timeout,
                             full_res_frames=full_res_frames, tiling=tiling, tile_overlap=tile_overlap, roi=roi,
                             reuse_threshold=reuse_threshold, frame_threshold=frame_threshold, heatmap=heatmap,
-                            tile_map=tile_map)
+                            tile_map=tile_map, trusted_key=trusted_key, http_token_file=http_token_file,
+                            stall_timeout=stall_timeout)
         Service(cfg).run()
         return
     from edge_runtime.inference import DynamicInference, InferenceConfig
@@ -103,7 +118,7 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
     config = InferenceConfig(backend=backend, precision=precision, early_exit=_floats(early_exit),
                              early_exit_ok=_floats(early_exit_ok), threads=threads, reuse_window=reuse_window,
                              tiling=tiling, tile_overlap=tile_overlap, roi=roi, reuse_threshold=reuse_threshold,
-                             frame_threshold=frame_threshold)
+                             frame_threshold=frame_threshold, trusted_key=trusted_key)
     model = DynamicInference(bundle, config)
     with open_source(source, connect_timeout=connect_timeout) as frames:
         for n, (frame_id, frame, origin) in enumerate(frames):
@@ -114,25 +129,33 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
                 d.pop("tile_map", None)
             sys.stdout.write(json.dumps({"frame": frame_id, "source": origin, **d}) + "\n")
             sys.stdout.flush()
+    if frames.summary():  # damaged or missing frames of a video, unreadable images of a folder: skipped, counted
+        click.echo(f"edge-qwq: warning: {frames.summary()}", err=True)
 
 
 def _engines_for(bundle: str, backend: str) -> str:
     """At start on the device: build this device's TensorRT engines if the bundle has none for it (first
-    start, or a JetPack/TensorRT upgrade changed the fingerprint). If the build or its verification fails,
-    run on ONNX Runtime and say so. Without TensorRT, opening the backend says what is missing."""
+    start, or a JetPack/TensorRT upgrade changed the fingerprint). If the build or its verification fails, in
+    any way (a BuildError, or whatever TensorRT, Polygraphy or pycuda raise), run on ONNX Runtime and say so
+    in one line: the service keeps inspecting, and systemd does not restart it into the same failed build.
+    Without TensorRT, opening the backend says what is missing."""
     import importlib.util
 
     if backend != "tensorrt" or importlib.util.find_spec("tensorrt") is None:
         return backend
     from edge_qwq.console import console
+    from edge_runtime.errors import EdgeError
     from edge_runtime.installer import resolve
     from engine_builder.build import build_engines_or_explain
-    from engine_builder.plan import BuildError
 
     try:
         console.print(build_engines_or_explain(resolve(bundle)[0]))  # an install root runs its `current`
-    except BuildError as e:
-        console.print(f"edge-qwq: warning: TensorRT engines not usable ({e}); running on onnxruntime instead")
+    except Exception as e:  # noqa: BLE001 - any failure of the build falls back; KeyboardInterrupt still stops
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, EdgeError):
+            why = f"{type(e).__name__}: {why}"
+        click.echo(f"edge-qwq: warning: TensorRT engines not usable ({why}); running on onnxruntime instead",
+                   err=True)
         return "onnxruntime"
     return backend
 

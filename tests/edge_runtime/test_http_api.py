@@ -52,7 +52,9 @@ def test_endpoints_on_a_running_service(tiny_bundle, tmp_path):
             assert s["reuse"]["window"] == 3 and s["events"][0]["kind"] == "started"
             code, jpg = http_get(base + "/latest.jpg")
             img = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
-            assert code == 200 and img.shape == (60, 80, 3)  # decoded at 1/2: still covers the 32 px input
+            # full size: 1/2 scale would cover the 32 px input, but only once decisions through both decodes agree
+            assert code == 200 and img.shape == (120, 160, 3)
+            assert s["decode"]["mode"] in ("checking", "full") and s["decode"]["compared"] > 0
             assert http_get(base + "/nope")[0] == 404
             json.dumps(s)
         finally:

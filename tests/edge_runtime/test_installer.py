@@ -38,7 +38,9 @@ def test_a_damaged_copy_is_not_installed(tiny_bundle, tmp_path):
 
 def test_cli_install_and_not_a_bundle(tiny_bundle, tmp_path):
     r = cli_run("install", str(tiny_bundle), "--root", str(tmp_path / "root"), "--keep", "2")
-    assert r.returncode == 0 and r.stdout.startswith("installed ") and "current ->" in r.stdout
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0].startswith("trial run: ran ") and lines[1].startswith("installed ")
+    assert "current ->" in r.stdout
     r = cli_run("install", str(tmp_path), "--root", str(tmp_path / "root"))
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0
     assert "is not a bundle" in r.stderr and "Traceback" not in r.stderr

@@ -109,6 +109,25 @@ def test_full_evidence_disk_pauses_evidence_and_says_why(tmp_path):
         subprocess.run(["umount", str(disk)], check=False)
 
 
+def test_evidence_resumes_once_the_disk_has_room_again(tmp_path):
+    """Issue 11, finding 10: a transient full disk paused evidence for good; now it is retried and resumes."""
+    disk = _tmpfs(tmp_path / "small")
+    now = [0.0]
+    try:
+        ev = EvidenceWriter(disk / "ev", budget_mb=0.05, retry_s=5.0, clock=lambda: now[0])
+        fill_disk(disk / "filler")
+        results = [ev.save(_jpeg_frame(i), i, "crack") for i in range(20)]
+        assert None in results and ev.paused_reason
+        (disk / "filler").unlink()  # the space comes back
+        assert ev.save(_jpeg_frame(50), 50, "crack") is None  # not before the retry time
+        now[0] += 5.0
+        path = ev.save(_jpeg_frame(51), 51, "crack")
+        assert path is not None and ev.paused_reason is None and ev.resumed == 1
+        assert all(ev.save(_jpeg_frame(60 + i), 60 + i, "crack") for i in range(5))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
 def test_ids_continue_across_reopen_and_pending_rows_are_not_stored_until_commit(tmp_path):
     import sqlite3
 

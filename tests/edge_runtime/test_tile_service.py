@@ -228,12 +228,13 @@ def test_service_stores_defects_evidence_with_boxes_and_full_size_latest_jpg(til
     assert rates and abs(sum(rates.values()) - 1.0) < 1e-3
 
 
-def test_service_in_resize_mode_still_decodes_mjpeg_at_reduced_scale(tiny_bundle, tmp_path):
+def test_service_in_resize_mode_decodes_mjpeg_at_full_size_until_a_reduced_scale_is_shown_to_agree(tiny_bundle,
+                                                                                                    tmp_path):
     video = write_video(tmp_path / "v.avi", frames(3, size=(320, 240)))
     svc = _service(tiny_bundle, video, store=str(tmp_path / "d.db"))
     svc.run()
-    assert svc._latest[0].shape == (60, 80, 3)  # 1/4 scale still covers the 32 px input
-    assert svc.status()["reuse"]["mode"] == "frames"
+    assert svc._latest[0].shape == (240, 320, 3)  # 1/4 scale would cover the 32 px input: not yet shown to agree
+    assert svc.status()["reuse"]["mode"] == "frames" and svc.status()["decode"]["compared"] == 3
     with sqlite3.connect(tmp_path / "d.db") as c:
         assert c.execute("SELECT count(*) FROM decisions WHERE defects IS NULL AND tiles IS NULL").fetchone()[0] == 3
 
@@ -331,9 +332,9 @@ def test_a_store_from_before_tile_mode_is_migrated_in_place(tmp_path):
 
 
 def test_decode_size_may_change_while_the_stream_runs(tmp_path):
-    """A function as min_size: None at the first frame decodes at full size for good (tile mode); a size
-    decodes at the smallest JPEG scale covering it, asked again at every frame (a rollback to a tile
-    bundle then gets full frames from the next frame on)."""
+    """A function as min_size, asked at every frame: None decodes at full size (tile mode); a size decodes
+    at the smallest JPEG scale covering it (no DecodeCheck given: the caller asked for it), so a rollback to a
+    tile bundle gets full frames from the next frame on."""
     from edge_runtime.sources import open_source
 
     video = write_video(tmp_path / "v.avi", frames(6, size=(640, 480)))
@@ -347,4 +348,4 @@ def test_decode_size_may_change_while_the_stream_runs(tmp_path):
         return (96, 96) if len(asked) <= 3 else None
 
     shapes = [img.shape for _, img, _ in open_source(video, min_size=need)]
-    assert shapes[:2] == [(120, 160, 3)] * 2 and shapes[2:] == [(480, 640, 3)] * 4  # (the 1st ask chose)
+    assert shapes[:3] == [(120, 160, 3)] * 3 and shapes[3:] == [(480, 640, 3)] * 3 and len(asked) == 6
