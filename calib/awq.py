@@ -19,12 +19,14 @@ import numpy as np
 ALPHAS = np.round(np.linspace(0.0, 1.0, 11), 2)
 CLIPS = np.round(np.linspace(1.0, 0.6, 9), 2)
 MAX_ROWS = 4096  # activation rows used by the searches (tokens x images, subsampled)
+FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest normal FP16 (6.1e-5): the least scale
+FP16_MAX = float(np.finfo(np.float16).max)
 
 
 @dataclass
 class Int4Weight:
     q: np.ndarray  # (K, N) int8 holding values in [-8, 7]
-    scales: np.ndarray  # (K / block, N) float32
+    scales: np.ndarray  # (K / block, N) float32 holding FP16 values (stored as FP16)
     block: int
     s: np.ndarray  # (K,) AWQ input-channel scale; ones when nothing is folded
     alpha: float
@@ -35,11 +37,13 @@ class Int4Weight:
 
 
 def quantize(w: np.ndarray, block: int, clip: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric blocked INT4: w (K, N) -> q (K, N) int8 in [-8, 7], scales (K / block, N)."""
+    """Symmetric blocked INT4: w (K, N) -> q (K, N) int8 in [-8, 7], scales (K / block, N) (FP16 values)."""
     k, n = w.shape
     wb = w.reshape(k // block, block, n)  # (G, B, N)
     amax = np.abs(wb).max(axis=1) * clip  # (G, N)
-    scales = np.maximum(amax / 7.0, 1e-10).astype(np.float32)
+    # the graph stores the scales in FP16 (the DequantizeLinear then yields FP16 weights for FP16 math):
+    # quantize with the scales it will hold, none below FP16's smallest normal (TensorRT rejects a 0 scale)
+    scales = np.clip(amax / 7.0, FP16_TINY, FP16_MAX).astype(np.float16).astype(np.float32)
     q = np.clip(np.rint(wb / scales[:, None, :]), -8, 7).astype(np.int8)
     return q.reshape(k, n), scales
 

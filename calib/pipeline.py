@@ -28,7 +28,7 @@ from calib.errors import CalibError
 from calib.evaluate import Scores, chain, hidden_stats, rel_err, score
 from calib.graph import Layer, find_layers, norm_groups
 from calib.qdq import (INT4_OPSET, METHODS, bias_array, fold_norm, insert_int4, load_stage, ort_int8, run,
-                       session, set_bias, to_fp16_weight, weight_array)
+                       session, set_bias, to_fp16, weight_array)
 from calib.report import model_weight_bytes
 
 MODES = ("int8", "int4", "mixed")
@@ -125,12 +125,13 @@ class Quantizer:
         return models
 
     def _finish(self, m, st: StageWork, p: dict) -> None:
-        """INT4 weights, AWQ folds and FP16 weights on top of the INT8 Q/DQ graph."""
+        """INT4 weights, AWQ folds and FP16 layers on top of the INT8 Q/DQ graph: INT4 and FP16 layers are
+        FP16 regions (FP16 activations, weights and bias; see calib.qdq), weightless MatMuls included."""
         for layer in st.layers:
             if p.get(layer.name) == "int4":
                 insert_int4(m, layer, self.int4[(st.k, layer.name)])
-            elif p.get(layer.name) == "fp16" and layer.weight:
-                to_fp16_weight(m, layer)
+            elif p.get(layer.name) == "fp16":
+                to_fp16(m, layer)
         for norm, names in st.groups.items():
             if all(p.get(n) == "int4" for n in names):
                 fold_norm(m, norm, self.int4[(st.k, names[0])].s)

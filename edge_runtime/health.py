@@ -9,6 +9,15 @@ and on every frame (cheap, in the caller's thread)
   (c) confidence and exit-rate drift against the first decisions of the run (or the manifest's).
 Each check is a small class in `edge_runtime.health_checks`; this module samples, runs them and acts.
 
+The background thread does not call the backend the frame loop uses. A backend that says it must not be
+shared between threads (`for_thread`: TensorRT, whose execution contexts, CUDA stream and device buffers
+belong to one thread, and whose CUDA context is current only where it was pushed) gives the health thread
+one of its own, made and closed in that thread: the same engines, its own execution contexts, stream and
+buffers (batch 1), under the same CUDA context pushed there. Why not reuse what the frame loop computed: the
+loop stops at the first confident exit and keeps no hidden state, while the checks need every exit's logits
+and every stage's hidden state, so they would cost the loop a full-depth run and device-to-host copies on the
+sampled frames. ONNX Runtime's sessions may be shared between threads: its backend is used as it is.
+
 Actions: an agreement drop of up to `rollback_points` (2) points, input drift or saturation raise the exit
 thresholds (`ExitPolicy.raised`: more frames go deeper); they return to normal when the cause clears. An
 agreement drop above 2 points asks for a rollback to the previous bundle (`on_rollback`, carried out by
@@ -34,6 +43,7 @@ import numpy as np
 
 from edge_runtime.health_checks import (
     STATS, DecisionDriftCheck, Finding, InputDriftCheck, SaturationCheck, ShadowCheck)
+from edge_runtime.inference import stage_outputs
 from edge_runtime.preprocess import normalize_rgb, to_rgb_resized
 
 __all__ = ["STATS", "HealthConfig", "HealthMonitor", "input_stats"]
@@ -130,22 +140,45 @@ class HealthMonitor:
 
     # ---------------------------------------------------------------- background
     def _work(self) -> None:
-        while True:
-            item = self._q.get()
-            try:
-                if item is None:
-                    return
-                self._check(*item)
-            except Exception as e:  # the monitor must never take the service down
-                self.emit("health_error", {"error": f"{type(e).__name__}: {e}"})
-            finally:
-                self._q.task_done()
+        backend, opened = None, False  # this thread's backend, opened at the first sample
+        try:
+            while True:
+                item = self._q.get()
+                try:
+                    if item is None:
+                        return
+                    if not opened:
+                        backend, opened = self._open_thread_backend(), True
+                    self._check(*item, backend=backend)
+                except Exception as e:  # the monitor must never take the service down
+                    self.emit("health_error", {"error": f"{type(e).__name__}: {e}"})
+                finally:
+                    self._q.task_done()
+        finally:
+            if backend is not None:
+                try:
+                    backend.close()
+                except Exception as e:  # noqa: BLE001 - closing must not hide why the thread ended
+                    self.emit("health_error", {"error": f"closing the health thread's backend: {e}"})
 
-    def _check(self, frame_bgr: np.ndarray, decision) -> None:
+    def _open_thread_backend(self):
+        """This thread's own backend where the model's backend must not be shared (see the module
+        docstring); None where it may be (the model's own is used)."""
+        for_thread = getattr(self.model.backend, "for_thread", None)
+        if for_thread is None:
+            return None
+        try:
+            return for_thread(max_batch=1)
+        except Exception as e:  # noqa: BLE001 - reported; the model checks then fail one by one, said so
+            self.emit("health_error", {"error": f"cannot open a backend for the health thread: "
+                                                f"{type(e).__name__}: {e}"})
+            return _Unavailable(f"the health thread has no backend ({type(e).__name__}: {e})")
+
+    def _check(self, frame_bgr: np.ndarray, decision, backend=None) -> None:
         spec = self.model.spec
         rgb = to_rgb_resized(self._view(frame_bgr), spec)  # (h, w, 3) uint8
         x = normalize_rgb(rgb, spec)  # (1, 3, h, w) float32
-        primary = self.model.run_all_stages(x)
+        primary = stage_outputs(backend, x) if backend is not None else self.model.run_all_stages(x)
         ref = self.shadow.reference_outputs(x) if self.shadow.active else primary
         with self._lock:
             if self.shadow.active:
@@ -224,6 +257,19 @@ class HealthMonitor:
                 "early_exit": list(policy.thresholds), "early_exit_ok": list(policy.ok_thresholds),
                 "rollback_requested": self.rollback_requested,
             }
+
+
+class _Unavailable:
+    """Stands for a thread backend that could not be opened: every use raises, with the reason."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __getattr__(self, name):
+        raise RuntimeError(self.reason)
+
+    def close(self) -> None:
+        pass
 
 
 def _join_with_timeout(q: queue.Queue, timeout: float) -> None:

@@ -6,6 +6,12 @@
 On the device: the fingerprint picks engines/<id>/; existing verified engines for it are reused; otherwise
 each stage is built (reusing the timing cache kept there), every engine is compared with ONNX Runtime on
 calibration inputs, and only if all stages pass is the entry marked active in the manifest.
+
+The entry's `precision` names the stage graphs the engines were built from ("fp32": stage{k}.onnx,
+"quantized": stage{k}.q.onnx), which is what the runtime's --precision asks for; the builder precision is
+in `options` and `plan`. --dla builds the FP32 graphs in FP16 (the DLA cannot run Q/DQ graphs): with
+precision "auto" that is what it takes, "quantized" is refused in one line. Without options (the service's
+first start) a device whose engines were built for the DLA keeps its DLA core.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.bundle import EngineEntry, EngineStage
+from edge_runtime.errors import EdgeError
 from engine_builder.cache import Decision, decide, engine_dir, engine_file, timing_cache_file
 from engine_builder.plan import BuildError, BuildOptions, graph_precision, options_for_input, plan_build
 from engine_builder.trt_build import build_serialized
@@ -57,34 +64,79 @@ def build_engines(bundle_path: str | os.PathLike, precision: str = "auto", optio
         import tensorrt as trt
     bundle = Bundle.open(bundle_path)
     fp = fingerprint or detect()
+    engines = bundle.manifest.engines
+    base = options or _recorded_dla_options(engines.get(fp.id)) or BuildOptions()
+    on_dla = base.dla_core is not None
+    if on_dla and precision == "auto":
+        precision = "fp32"  # the DLA cannot run Q/DQ graphs: the FP32 graphs, built in FP16
     used, files = stage_files(bundle, precision)
     if used == "quantized":
         check_trt_version(bundle, str(trt.__version__))
-    engines = bundle.manifest.engines
-    opts, tiles = options_for_input(bundle.manifest.input, replace(options or BuildOptions(), precision=used))
+    build_precision = "fp16" if on_dla and used == "fp32" else used
+    opts, tiles = options_for_input(bundle.manifest.input, replace(base, precision=build_precision))
     decision = decide(engines, fp.id, used, files, bundle.manifest.files, trt_available=True, force=force)
     if decision.action == "use" and options is not None and options.frame_size is not None:
         decision = _frame_size_decision(decision, engines.get(fp.id), tiles)
+    if decision.action == "use" and options is not None:
+        decision = _device_decision(decision, engines.get(fp.id), options.dla_core)
     if decision.action != "build":
         return _result(decision, fp, engines.get(fp.id), decision.reason)
-    entry = _build_all(trt, bundle, fp, files, opts, progress)
-    if tiles is not None:
-        entry.plan["tiles"] = tiles  # the frame size the tile batch profile was sized for
-    tol = dict(tolerances or DEFAULT_TOLERANCES[used])
-    runner = (engine_runner or polygraphy_runner)(
-        [bundle.path(s.file).read_bytes() for s in entry.stages], entry.plan)
-    _verify(bundle, entry, files, runner, tol, calib_images)
+    try:
+        entry = _build_all(trt, bundle, fp, files, used, opts, progress)
+        if tiles is not None:
+            entry.plan["tiles"] = tiles  # the frame size the tile batch profile was sized for
+        tol = dict(tolerances or DEFAULT_TOLERANCES[build_precision])
+        runner = (engine_runner or polygraphy_runner)(
+            [bundle.path(s.file).read_bytes() for s in entry.stages], entry.plan)
+        _verify(bundle, entry, files, runner, tol, calib_images)
+    except EdgeError:
+        raise
+    except Exception as e:  # TensorRT, Polygraphy or CUDA: the build failed, the caller may fall back
+        raise BuildError(f"the TensorRT build failed ({type(e).__name__}: {e}); the runtime keeps using "
+                         "ONNX Runtime") from e
     _record(bundle, fp.id, entry)
     if not entry.active:
         raise BuildError(f"{entry.failure}; the engines for {fp.id} were not activated "
                          "and the runtime keeps using ONNX Runtime")
-    summary = (f"built and verified {len(files)} TensorRT engines ({used}) for {fp.describe()} "
+    what = used if build_precision == used else f"{build_precision} from the {used} stages"
+    if on_dla:
+        what += f", on DLA core {opts.dla_core}: run them with --precision {used}"
+    summary = (f"built and verified {len(files)} TensorRT engines ({what}) for {fp.describe()} "
                f"in {engine_dir(fp.id)}/")
     if tiles is not None:
         lo, _, hi = tiles["batch"]
         summary += (f"; they take {tiles['frame']} frames as {tiles['tiles']} tiles, batch "
                     + (f"fixed at {hi} (DLA: smaller batches are padded)" if tiles["static_batch"] else f"{lo}..{hi}"))
     return _result(decision, fp, entry, summary)
+
+
+def _recorded_dla_options(entry: EngineEntry | None) -> BuildOptions | None:
+    """The DLA core (and workspace) this device's engines were built with, when they were built for a DLA."""
+    recorded = (entry.options if entry is not None else None) or {}
+    if recorded.get("dla_core") is None:
+        return None
+    return BuildOptions(dla_core=int(recorded["dla_core"]), workspace_mb=int(recorded.get("workspace_mb", 512)))
+
+
+def _device_decision(decision: Decision, entry: EngineEntry | None, dla_core: int | None) -> Decision:
+    """Engines that match but run on another device than the one asked for (GPU or a DLA core) are rebuilt."""
+    built = ((entry.options if entry else None) or {}).get("dla_core")
+
+    def where(core):
+        return "the GPU" if core is None else f"DLA core {core}"
+
+    if built == dla_core:
+        return decision
+    return Decision("build", f"the engines run on {where(built)}, {where(dla_core)} was asked")
+
+
+def installed_trt_version() -> str | None:
+    """The version of the TensorRT installed here (the Python bindings), None without it."""
+    try:
+        import tensorrt
+    except ImportError:
+        return None
+    return str(tensorrt.__version__)
 
 
 def _frame_size_decision(decision: Decision, entry: EngineEntry | None, tiles: dict | None) -> Decision:
@@ -113,8 +165,9 @@ def check_trt_version(bundle, trt_version: str) -> None:
                          f"{trt_version} or use --precision fp32")
 
 
-def _build_all(trt, bundle, fp, files: list[str], opts: BuildOptions, progress) -> EngineEntry:
-    """Build every stage into engines/<id>/, reusing and updating the timing cache kept there."""
+def _build_all(trt, bundle, fp, files: list[str], graphs: str, opts: BuildOptions, progress) -> EngineEntry:
+    """Build every stage into engines/<id>/, reusing and updating the timing cache kept there. graphs: which
+    stage graphs ("fp32" or "quantized"), the entry's precision."""
     folder = bundle.path(engine_dir(fp.id))
     folder.mkdir(parents=True, exist_ok=True)
     cache_path = bundle.path(timing_cache_file(fp.id))
@@ -127,7 +180,7 @@ def _build_all(trt, bundle, fp, files: list[str], opts: BuildOptions, progress) 
         _atomic_write(bundle.path(engine_file(fp.id, k)), engine)
         stages.append(EngineStage(engine_file(fp.id, k), rel, bundle.manifest.files.get(rel)))
     _atomic_write(cache_path, cache)
-    return EngineEntry(opts.precision, stages, active=False, device=fp.to_dict(), plan=plan.to_dict() if plan else {},
+    return EngineEntry(graphs, stages, active=False, device=fp.to_dict(), plan=plan.to_dict() if plan else {},
                        options=asdict(opts), timing_cache=timing_cache_file(fp.id))
 
 
@@ -182,9 +235,17 @@ def polygraphy_runner(engines: list[bytes], plan: dict) -> StageRunner:
 
     max_batch, pad_to = profile_batch(plan)
 
+    def runtime():
+        import tensorrt as trt
+
+        rt = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if plan.get("dla_core") is not None:
+            rt.DLA_core = int(plan["dla_core"])  # else TensorRT runs a DLA engine on core 0
+        return rt
+
     def run(k: int, x: np.ndarray) -> dict:
         outs: dict[str, list] = {}
-        with TrtRunner(EngineFromBytes(engines[k])) as runner:
+        with TrtRunner(EngineFromBytes(engines[k], runtime=runtime)) as runner:
             name = next(iter(runner.get_input_metadata().keys()))
             for i in range(0, len(x), max_batch):
                 chunk = padded(x[i:i + max_batch], pad_to)

@@ -1,16 +1,28 @@
 """What to build: the decisions, kept apart from the TensorRT calls so they can be tested here.
 
     >>> g = GraphPrecision(has_qdq=True, has_int4=False, has_fp16=False)
+    >>> FP32_GRAPH = GraphPrecision(has_qdq=False, has_int4=False, has_fp16=False)
     >>> plan_build("10.3.0", g, BuildOptions(precision="quantized"), "image", (-1, 3, 96, 96)).strongly_typed
     True
     >>> plan_build("8.6.2", g, BuildOptions(precision="quantized"), "image", (-1, 3, 96, 96)).flags
     ('INT8', 'FP16')
 
-TensorRT 8.5/8.6 (JetPack 5.1, 6.0): a Q/DQ graph is built with the INT8 builder flag (plus FP16 for the
-layers the plan left unquantized) on an explicit-batch network.
+TensorRT 8.6 (JetPack 6.0) is the oldest supported: JetPack 5 (TensorRT 8.5) has Python 3.8, an ONNX parser
+without LayerNormalization and a `tensorrt.nptype` that breaks on NumPy >= 1.24.
+TensorRT 8.6: a Q/DQ graph is built with the INT8 builder flag (plus FP16 for the layers the plan left
+unquantized) on an explicit-batch network.
 TensorRT 10.x (JetPack 6.1+): a Q/DQ graph becomes a strongly typed network: the Q/DQ nodes and tensor
 types fix every layer's precision, and precision builder flags are not allowed.
-DLA (Orin AGX/NX only) runs INT8/FP16 with static shapes; unsupported layers fall back to the GPU.
+FP32 builds clear the TF32 flag, which TensorRT sets by default: TF32 rounds the inputs of every matrix
+product to a 10-bit mantissa, far more than the FP32 tolerances of verification (1e-3) allow.
+DLA (Orin AGX/NX only) runs FP16 or implicit INT8 (calibration ranges) with static shapes, never a Q/DQ
+graph: with GPU fallback its quantized layers would silently run on the GPU, so a Q/DQ graph is refused and
+the DLA gets the FP32 graphs built in FP16 (`engine_builder.build` does so for --dla).
+
+    >>> plan_build("10.3.0", FP32_GRAPH, BuildOptions(precision="fp32"), "image", (-1, 3, 96, 96)).clear_flags
+    ('TF32',)
+    >>> plan_build("10.3.0", FP32_GRAPH, BuildOptions("fp16", dla_core=0), "image", (-1, 3, 96, 96)).flags
+    ('FP16', 'GPU_FALLBACK')
 
 The batch profile follows the bundle's input mode (`options_for_input`):
 - resize (one input per frame): `BuildOptions.batch`, (1, 1, 4) by default; static at its opt batch on DLA.
@@ -36,9 +48,14 @@ from dataclasses import dataclass, replace
 from edge_runtime.bundle import InputSpec
 from edge_runtime.errors import EdgeError
 
-MIN_TRT = (8, 5)
+MIN_TRT = (8, 6)  # JetPack 6.0; see the module docstring for why not 8.5 (JetPack 5)
 DEFAULT_FRAME_HW = (1080, 1920)  # tile bundles: engines take up to the tiles of a 1920x1080 frame
 DLA_MAX_BATCH = 4096  # TensorRT "DLA Supported Layers and Restrictions": maximum batch size
+
+
+DLA_QDQ_REFUSAL = ("--dla cannot take the quantized (Q/DQ) stages: the DLA runs INT8 only from calibration ranges, "
+                   "so their quantized layers would silently run on the GPU; build the FP32 stages for the DLA (in "
+                   "FP16: `edge-qwq build --dla N` does so) or the quantized stages without --dla")
 
 
 class BuildError(EdgeError):
@@ -71,10 +88,11 @@ class BuildPlan:
     workspace_bytes: int
     profile: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max)
     dla_core: int | None
+    clear_flags: tuple[str, ...] = ()  # trt.BuilderFlag members TensorRT sets by default, to clear (TF32)
 
     def to_dict(self) -> dict:
         return {"trt_version": ".".join(map(str, self.trt_version)), "explicit_batch": self.explicit_batch,
-                "strongly_typed": self.strongly_typed, "flags": list(self.flags),
+                "strongly_typed": self.strongly_typed, "flags": list(self.flags), "clear_flags": list(self.clear_flags),
                 "workspace_bytes": self.workspace_bytes, "dla_core": self.dla_core,
                 "profile": {k: [list(s) for s in v] for k, v in self.profile.items()}}
 
@@ -107,28 +125,28 @@ def plan_build(trt_version: str, graph: GraphPrecision, options: BuildOptions, i
     _check_supported(v, graph, options)
     trt10 = v[0] >= 10
     on_dla = options.dla_core is not None
-    # Strong typing needs the graph to carry the precision (Q/DQ); DLA needs the precision flags.
-    strongly_typed = trt10 and options.precision == "quantized" and not on_dla
+    # Strong typing needs the graph to carry the precision (Q/DQ); the DLA never gets a Q/DQ graph.
+    strongly_typed = trt10 and options.precision == "quantized"
     flags: list[str] = []
     if not strongly_typed:
         if options.precision == "quantized":
             flags.append("INT8")
-        if options.precision == "fp16" or (options.precision == "quantized" and (options.fp16_fallback or on_dla)):
+        if options.precision == "fp16" or (options.precision == "quantized" and options.fp16_fallback):
             flags.append("FP16")
     if on_dla:
-        flags.append("GPU_FALLBACK")
+        flags.append("GPU_FALLBACK")  # layers the DLA lacks run on the GPU, in FP16
     return BuildPlan(v, explicit_batch=not trt10, strongly_typed=strongly_typed, flags=tuple(flags),
                      workspace_bytes=int(options.workspace_mb) << 20,
                      profile=_profile(input_name, input_shape, options.batch, static=on_dla),
-                     dla_core=options.dla_core)
+                     dla_core=options.dla_core, clear_flags=("TF32",) if options.precision == "fp32" else ())
 
 
 def _check_supported(v: tuple[int, int], graph: GraphPrecision, options: BuildOptions) -> None:
     if v < MIN_TRT:
-        raise BuildError(f"TensorRT {v[0]}.{v[1]} is too old: edge-qwq needs 8.5 or newer (JetPack 5.1+)")
+        raise BuildError(f"TensorRT {v[0]}.{v[1]} is too old: edge-qwq needs TensorRT 8.6 or newer (JetPack 6.0+)")
     if options.precision not in ("fp32", "fp16", "quantized"):
         raise BuildError(f"unknown precision {options.precision!r}; choose fp32, fp16 or quantized")
-    if options.precision == "quantized" and not graph.has_qdq:
+    if options.precision == "quantized" and not (graph.has_qdq or graph.has_fp16):  # a stage may be all FP16
         raise BuildError("precision 'quantized' needs a Q/DQ graph (stage{k}.q.onnx); run `edge-qwq quantize`")
     if options.precision != "quantized" and graph.has_qdq:
         raise BuildError(f"this stage graph is quantized (Q/DQ) but precision {options.precision!r} was asked")
@@ -136,10 +154,10 @@ def _check_supported(v: tuple[int, int], graph: GraphPrecision, options: BuildOp
         raise BuildError(f"INT4 weights need TensorRT 10 or newer (JetPack 6.1+); this device has "
                          f"{v[0]}.{v[1]}: re-quantize the bundle with INT8 only")
     if options.dla_core is not None:
+        if graph.has_qdq:
+            raise BuildError(DLA_QDQ_REFUSAL)
         if options.precision == "fp32":
-            raise BuildError("the DLA runs only INT8 or FP16 layers: build with precision fp16 or quantized")
-        if graph.has_int4:
-            raise BuildError("the DLA cannot run INT4 weights: build without --dla or re-quantize with INT8")
+            raise BuildError("the DLA runs FP16 or INT8 layers, not FP32: build the FP32 stages with precision fp16")
     lo, opt, hi = options.batch
     if not 1 <= lo <= opt <= hi:
         raise BuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {options.batch}")

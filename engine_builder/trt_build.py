@@ -1,11 +1,15 @@
 """The TensorRT calls that turn one ONNX stage into a serialized engine, following a `BuildPlan`.
 
-Written against the TensorRT Python API (8.5 to 10.x; docs.nvidia.com/deeplearning/tensorrt, Python API:
-Builder, OnnxParser, IBuilderConfig, IOptimizationProfile, ITimingCache, IProgressMonitor). Every call
-used here exists unchanged from 8.5 to 10.x except where a branch says otherwise. We call TensorRT
-directly rather than through Polygraphy's CreateConfig/EngineFromNetwork so that the recording fake in
-tests/engine_builder/fake_tensorrt.py can check each setting we make; Polygraphy is used for the
-on-device comparison tests.
+Written against the TensorRT Python API of 8.6 and 10.x (the bindings in NVIDIA/TensorRT python/src at
+v8.6.1 and v10.3.0: Builder, OnnxParser, IBuilderConfig, IOptimizationProfile, ITimingCache,
+IProgressMonitor). Every call used here exists in both except where a branch says otherwise. We call
+TensorRT directly rather than through Polygraphy's CreateConfig/EngineFromNetwork so that the FAKE in
+tests/engine_builder/fake_tensorrt.py (transcribed from those bindings) can check each setting we make;
+Polygraphy is used for the on-device comparison tests.
+
+What TensorRT answers with a False or a None (not an exception) is checked here: a network it cannot create,
+a file it cannot parse, a timing cache it refuses (`set_timing_cache` returns False for a cache made on
+another device: the build then starts a new cache, and says so), a build that fails.
 
 `trt` is passed in (the real module, or the fake in tests); nothing here imports tensorrt at module load.
 """
@@ -26,14 +30,17 @@ def build_serialized(trt, onnx_path: str | Path, plan: BuildPlan, timing_cache: 
                      progress: Progress | None = None, logger=None) -> tuple[bytes, bytes]:
     """Build one engine. Returns (serialized engine, serialized timing cache to keep for next time)."""
     logger = logger or trt.Logger(trt.Logger.WARNING)
+    emit = progress or _stderr_line
+    label = Path(onnx_path).name
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt, plan))
+    if network is None:
+        raise BuildError(f"TensorRT could not create a network for {label} (its log above says why)")
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         raise BuildError(parser_errors(parser, onnx_path))
-    config = make_config(trt, builder, plan, timing_cache)
-    label = Path(onnx_path).name
-    with progress_line(trt, config, label, progress or _stderr_line):
+    config = make_config(trt, builder, plan, timing_cache, note=_note(progress, label))
+    with progress_line(trt, config, label, emit):
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BuildError(f"TensorRT could not build an engine for {label} (its log above says why)")
@@ -49,9 +56,11 @@ def network_flags(trt, plan: BuildPlan) -> int:
     return flags
 
 
-def make_config(trt, builder, plan: BuildPlan, timing_cache: bytes | None):
+def make_config(trt, builder, plan: BuildPlan, timing_cache: bytes | None, note: Progress | None = None):
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+    for name in plan.clear_flags:  # TF32, on by default, off for FP32 builds
+        config.clear_flag(getattr(trt.BuilderFlag, name))
     for name in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
     for name, (lo, opt, hi) in plan.profile.items():
@@ -64,9 +73,22 @@ def make_config(trt, builder, plan: BuildPlan, timing_cache: bytes | None):
                              f"{builder.num_DLA_cores} DLA cores (Orin Nano has none)")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
-    cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another device is refused
+    set_timing_cache(config, timing_cache, note or (lambda text: None))
     return config
+
+
+def set_timing_cache(config, timing_cache: bytes | None, note: Progress) -> None:
+    """Attach the kept timing cache; one TensorRT refuses (made on another device, or unreadable: it returns
+    False or None) is replaced by a new, empty one, and `note` says so."""
+    cache = config.create_timing_cache(timing_cache or b"")
+    if cache is not None and config.set_timing_cache(cache, False):  # ignore_mismatch=False: strict
+        return
+    if timing_cache:
+        note("TensorRT refused the timing cache kept in the bundle (made on another device or TensorRT); "
+             "starting a new one")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        raise BuildError("TensorRT refused a new, empty timing cache (its log above says why)")
 
 
 def parser_errors(parser, onnx_path) -> str:
@@ -96,6 +118,16 @@ def _node_names(onnx_path) -> list[str]:
 
 
 # ---------------- the progress line ----------------
+
+def _note(progress: Progress | None, label: str) -> Progress:
+    """A whole line about one stage's build (not the overwritten progress line)."""
+    def note(text: str) -> None:
+        if progress is not None:
+            progress(f"{label}: {text}\n")
+        else:
+            sys.stderr.write(f"\n{label}: {text}\n")
+    return note
+
 
 def _stderr_line(text: str) -> None:
     sys.stderr.write(f"\r{text[:110]:<110}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install edge-qwq on a Jetson Orin with JetPack 6 (L4T R36), run from a checkout of the repository:
+# Install edge-qwq on a Jetson Orin with JetPack 6.0 or newer (L4T R36), run from a checkout of the repository:
 #   sudo jetson/install.sh [--prefix /opt/edge-qwq] [--bundle DIR] [--no-packages] [--no-service] [--dry-run]
 #                          [--source URI] [--http HOST:PORT] [--allow ADDR]... [--device DEV]...
 #                          [--token | --no-token] [--args 'OPTIONS']
@@ -64,18 +64,25 @@ case " ${SITE_OPTS[*]-} " in *" --no-token "*) [ "$TOKEN" -eq 0 ] || die "--toke
 [ "$SERVICE" -eq 1 ] || { [ -z "$BUNDLE" ] && [ "$TOKEN" -eq 0 ] && [ ${#SITE_OPTS[@]} -eq 0 ]; } \
   || die "--no-service goes without --bundle, --token and the site options (they are for the service)"
 
-if [ "$DRY" -eq 1 ]; then
-  echo "dry run: nothing is changed; the root and JetPack checks are skipped"
-else
-  [ "$(id -u)" -eq 0 ] || die "run it with sudo (it installs packages, a user and the service)"
-  [ -r /etc/nv_tegra_release ] || die "/etc/nv_tegra_release is missing: this is not a Jetson with JetPack"
-  L4T="$(head -n1 /etc/nv_tegra_release)"
+# JetPack 6.0 (L4T R36, TensorRT 8.6, Python 3.10) or newer. JetPack 5 (R35) cannot run edge-qwq: Python 3.8,
+# an ONNX parser without LayerNormalization, a TensorRT 8.5 that breaks on NumPy >= 1.24.
+# EDGE_QWQ_TEGRA_RELEASE: another release file (tests); a dry run checks it only where it exists.
+TEGRA_RELEASE="${EDGE_QWQ_TEGRA_RELEASE:-/etc/nv_tegra_release}"
+check_jetpack() {
+  L4T="$(head -n1 "$TEGRA_RELEASE")"
   case "$L4T" in
-    "# R36 "*) ;;
-    "# R35 "*) echo "warning: JetPack 5 (L4T R35) detected; this script targets JetPack 6. INT4 stages need JetPack 6.1+." ;;
-    *) die "unsupported L4T release: $L4T (JetPack 6 expected)" ;;
+    "# R36 "*|"# R3"[7-9]" "*|"# R[4-9]"[0-9]" "*) echo "L4T: $L4T" ;;
+    "# R35 "*|"# R3"[0-4]" "*|"# R2"*) die "JetPack 5 or older (L4T $(printf '%s' "$L4T" | cut -d' ' -f2)) is not supported: edge-qwq needs JetPack 6.0 or newer (L4T R36: Python 3.10, TensorRT 8.6+); reflash the device with JetPack 6" ;;
+    *) die "unsupported L4T release: $L4T (JetPack 6.0 or newer expected)" ;;
   esac
-  echo "L4T: $L4T"
+}
+if [ "$DRY" -eq 1 ]; then
+  echo "dry run: nothing is changed; the root check is skipped"
+  [ ! -r "$TEGRA_RELEASE" ] || check_jetpack
+else
+  [ -r "$TEGRA_RELEASE" ] || die "$TEGRA_RELEASE is missing: this is not a Jetson with JetPack"
+  check_jetpack
+  [ "$(id -u)" -eq 0 ] || die "run it with sudo (it installs packages, a user and the service)"
 fi
 
 if [ "$PACKAGES" -eq 1 ]; then
@@ -97,7 +104,7 @@ if [ "$PACKAGES" -eq 1 ]; then
   run "$VENV/bin/pip" install pycuda "polygraphy>=0.49"
   # Not the [jetson] extra: its 'tensorrt' would come from PyPI; JetPack's own bindings are the ones to use.
   run "$VENV/bin/pip" install "$REPO"
-  run "$VENV/bin/python" -c 'import pycuda.autoinit
+  run "$VENV/bin/python" -c 'import pycuda.autoprimaryctx
 from edge_runtime.fingerprint import detect
 print("device:", detect().describe())'
   run ln -sf "$EDGE_QWQ" /usr/local/bin/edge-qwq

@@ -28,8 +28,9 @@ TARGETS = ("orin", "orin-agx", "orin-nx", "orin-nano")  # `orin`: checked agains
               type=click.Choice(["mixed", "int8", "int4", "none"]), help="Quantization mode.")
 @click.option("--max-drop", default=0.3, show_default=True, type=float,
               help="Accuracy points the quantized bundle may lose against FP32.")
-@click.option("--trt-version", default="10.3", show_default=True,
-              help="TensorRT on the device (JetPack 6.1/6.2: 10.3).")
+@click.option("--trt-version", default=None,
+              help="TensorRT on the device, for the lint and the quantization: by default the installed one where "
+                   "TensorRT is installed (on the device), else 10.3 (JetPack 6.1/6.2; JetPack 6.0: 8.6).")
 @click.option("--budget-ms", default=15.0, show_default=True, type=float, help="Per-frame latency budget.")
 @click.option("--dla", "dla_core", default=None, type=int, help="Build for this DLA core (GPU fallback); "
               "AGX Orin and Orin NX only.")
@@ -57,7 +58,9 @@ def command(teacher, data, out, bundle, target, student_out, epochs, budget, mod
 
     from edge_qwq import pipeline
     from edge_qwq.console import console
+    from engine_builder.build import installed_trt_version
 
+    trt_version = trt_version or installed_trt_version() or "10.3"  # on the device: lint for what it has
     if bundle is None:
         if not (teacher and data and out):
             raise click.UsageError("give --teacher, --data and --out (a new bundle), or --bundle (an existing one)")

@@ -54,3 +54,17 @@ def int4_bundle(tiny_bundle_template, calib_dir, tmp_path_factory):
     shutil.copytree(tiny_bundle_template, dst)
     report = quantize_bundle(dst, calib_dir, mode="int4", max_drop=100.0)
     return dst, report
+
+
+@pytest.fixture(scope="session")
+def int4_matmul_bundle(tmp_path_factory, calib_dir):
+    """(bundle path, report): a mixed-mode quantization of a tiny student of width 32, whose block MatMuls
+    (K = 32, 64) are INT4-eligible, unlike the 16-wide tiny bundle's (only its exit heads are)."""
+    from calib import quantize_bundle
+    from export.onnx_export import export_bundle
+    from tests.conftest import make_tiny_student
+
+    dst = tmp_path_factory.mktemp("q4mbundle") / "bundle"
+    export_bundle(make_tiny_student(dim=32), dst)
+    report = quantize_bundle(dst, calib_dir, mode="mixed", max_drop=100.0)
+    return dst, report

@@ -43,3 +43,13 @@ def test_clip_search_lowers_its_objective():
     clipped = awq.dequantize(*awq.quantize(w, 32, clip), 32)
     assert _block_errors(x, w, clipped, 32) <= _block_errors(x, w, no_clip, 32)
     assert (clip < 1).any()  # a Gaussian weight block always gains from some clipping
+
+
+def test_scales_are_the_fp16_values_the_graph_stores():
+    """The INT4 DequantizeLinear holds FP16 scales (its output, the weight, is then FP16: W4A16), so q is
+    computed with exactly those values, and none is 0 (TensorRT rejects a zero scale)."""
+    _, w = _data()
+    w[:32, 0] = 0.0  # an all-zero block
+    q, scales = awq.quantize(w, 32)
+    np.testing.assert_array_equal(scales, scales.astype(np.float16).astype(np.float32))
+    assert scales.min() >= np.finfo(np.float16).tiny and q[:32, 0].tolist() == [0] * 32

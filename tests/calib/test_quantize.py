@@ -105,7 +105,7 @@ def test_int4_stored_as_blocked_dequantize_at_opset_21(int4_bundle):
 
 def test_mixed_stages_store_each_layer_as_the_plan_says(quantized_bundle):
     """Each layer of the mixed plan, whichever precision it got: INT4 as blocked INT4 DequantizeLinear,
-    INT8 as an INT8 weight DequantizeLinear, FP16 as an FP16 weight Cast to float; opset 21 throughout."""
+    INT8 as an INT8 weight DequantizeLinear, FP16 as an FP16 weight initializer read as it is; opset 21."""
     path, report = quantized_bundle
     assert report["opset"] == 21
     for k in range(3):
@@ -116,13 +116,84 @@ def test_mixed_stages_store_each_layer_as_the_plan_says(quantized_bundle):
             if row["precision"] == "int4":
                 _check_int4(m, row)
                 continue
-            _, src, (w, *_) = _weight_source(m, row["name"])
             if row["precision"] == "int8":
+                _, src, (w, *_) = _weight_source(m, row["name"])
                 assert src.op_type == "DequantizeLinear" and w.data_type == onnx.TensorProto.INT8
             else:
-                assert src.op_type == "Cast" and w.data_type == onnx.TensorProto.FLOAT16
+                node = next(n for n in m.graph.node if n.name == row["name"])
+                w = next(i for i in m.graph.initializer if i.name == node.input[1])
+                assert w.data_type == onnx.TensorProto.FLOAT16
         dq4 = {n.name for n in m.graph.node if n.op_type == "DequantizeLinear" and n.name.endswith("weight_dq_int4")}
         assert dq4 == {f"{r['name']}/weight_dq_int4" for r in rows if r["precision"] == "int4"}
+
+
+def _assert_fp16_regions(path, report) -> int:
+    """On a strongly typed TensorRT 10 network each layer runs in its inputs' type: every layer the plan puts
+    in FP16 or INT4 (W4A16) reads FP16 activations and FP16 weights (INT4 dequantized with FP16 scales),
+    gives float back through a Cast, no FP16 weight is Cast to float, and no node mixes types (ONNX strict
+    type inference). Returns how many such layers were checked."""
+    FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    checked = 0
+    for k in range(3):
+        m = onnx.load(str(path / f"stages/stage{k}.q.onnx"))
+        g = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True).graph
+        types = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
+        types.update({i.name: i.data_type for i in g.initializer})
+        producer = {o: n for n in g.node for o in n.output}
+        readers = {}
+        for n in g.node:
+            for i in n.input:
+                readers.setdefault(i, []).append(n)
+        for n in g.node:
+            if n.op_type == "Cast" and n.input[0] in types and types[n.input[0]] == FLOAT16 \
+                    and n.input[0] in {i.name for i in g.initializer}:
+                raise AssertionError(f"stage{k}: FP16 weight {n.input[0]} Cast to float ({n.name})")
+        for row in (r for r in report["layers"] if r["stage"] == k and r["precision"] in ("fp16", "int4")):
+            node = next(n for n in g.node if n.name == row["name"])
+            assert [types[i] for i in node.input if i] == [FLOAT16] * len([i for i in node.input if i]), row["name"]
+            if row["precision"] == "int4":
+                dq = producer[node.input[1]]
+                assert dq.op_type == "DequantizeLinear" and types[dq.input[1]] == FLOAT16
+            out = node.output[0]  # through the bias Add of a MatMul, then the Cast back to float
+            nxt = readers[out]
+            if nxt[0].op_type == "Add":
+                assert [types[i] for i in nxt[0].input] == [FLOAT16, FLOAT16]
+                out, nxt = nxt[0].output[0], readers[nxt[0].output[0]]
+            assert types[out] == FLOAT16 and [c.op_type for c in nxt] == ["Cast"] and types[nxt[0].output[0]] == FLOAT
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("fixture", ["quantized_bundle", "int4_bundle", "int4_matmul_bundle"])
+def test_fp16_and_int4_layers_compute_in_fp16(fixture, request):
+    """Issue 13, finding 4: the stages carry FP16 activations where the plan says FP16, INT4 weight-only layers
+    take FP16 activations, the lint (TensorRT 10.3) agrees, and ONNX Runtime's CPU provider still runs and
+    scores them."""
+    from calib.lint import lint_bundle
+    from edge_runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_runtime.bundle import Bundle
+
+    path, report = request.getfixturevalue(fixture)
+    precisions = {r["precision"] for r in report["layers"]}
+    assert "int4" in precisions and ("fp16" in precisions or report["mode"] == "int4")
+    assert _assert_fp16_regions(path, report) == sum(r["precision"] in ("fp16", "int4") for r in report["layers"])
+    assert lint_bundle(path, "10.3") == []
+    backend = OnnxRuntimeBackend(Bundle.open(path), precision="quantized")
+    h = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    for k in range(3):
+        h, logits = backend.run_stage(k, h)
+        assert logits.shape == (2, 4) and np.isfinite(logits).all() and np.isfinite(h).all()
+    assert np.isfinite(report["quantized"]["logit_error"])  # scored
+
+
+def test_int4_matmuls_with_awq_folds_stay_close_to_fp32(int4_matmul_bundle):
+    """The dim-32 student: INT4 MatMuls in the blocks (AWQ scale folded into the LayerNorms), FP16 layers,
+    bias correction on FP16 biases; the quantized chain's logits stay within a few percent of FP32's."""
+    path, report = int4_matmul_bundle
+    int4 = [r for r in report["layers"] if r["precision"] == "int4"]
+    assert any(r["op"] == "MatMul" for r in int4) and any(r["int4"]["scale_folded_into"] for r in int4)
+    assert report["quantized"]["logit_error"] < 0.05
+    assert report["quantized"]["fp32_agreement"] >= 90.0
 
 
 def test_manifest_sections_for_the_health_monitor(quantized_bundle):

@@ -2,6 +2,8 @@
 the same decisions as ONNX Runtime with the hidden state on the GPU."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,159 @@ def test_fake_batch_over_the_profile_names_the_frame_size(tiny_bundle):
     with pytest.raises(ValueError, match=r"batch 21 exceeds the engine profile's max batch 20 .*128x96 frames.*"
                                          r"--frame-size"):
         trt_b.run_stage(0, _tiles(21))
+
+
+# ---------------- threads, CUDA contexts and the health monitor (issue 13, finding 1), on the FAKES ----------------
+
+def _device_bundle_on_fake_trt(tmp_path, damage: float = 0.0, mode: str = "mixed"):
+    """The torch-free device bundle with quantized stages, its engines built by the fake builder (verified by
+    the fake runtime), and a fake pycuda whose primary context is current in this thread, as
+    `import pycuda.autoprimaryctx` (or autoinit) would leave it."""
+    from engine_builder.build import build_engines
+    from tests.engine_builder.device_bundle import add_quantized_stages, make_onnx_bundle
+    from tests.engine_builder.fake_tensorrt import (fake_engine_runner, make_fake_cuda, make_fake_tensorrt,
+                                                    primary_context_current)
+    from tests.engine_builder.test_cache_build import ORIN
+
+    root = add_quantized_stages(make_onnx_bundle(tmp_path / "bundle"), mode=mode, damage=damage)
+    cuda = make_fake_cuda()
+    trt = make_fake_tensorrt("10.3.0", cuda=cuda)
+    build_engines(root, trt=trt, fingerprint=ORIN, engine_runner=fake_engine_runner(trt, cuda), progress=lambda s: None)
+    primary_context_current(cuda)
+    return root, trt, cuda, {"trt": trt, "cuda": cuda, "fingerprint": ORIN}
+
+
+def _in_thread(fn):
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            out["error"] = e
+
+    th = threading.Thread(target=run)
+    th.start()
+    th.join(timeout=60)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_a_backend_used_from_another_thread_refuses_and_for_thread_serves_it(tmp_path):
+    from edge_runtime.backends.tensorrt_backend import TensorRTBackend
+    from edge_runtime.inference import stage_outputs
+
+    root, trt, cuda, opts = _device_bundle_on_fake_trt(tmp_path)
+    backend = TensorRTBackend(Bundle.open(root), "quantized", **opts)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    ref_logits, ref_hidden = stage_outputs(_ort_backend_q(root), x)
+    with pytest.raises(RuntimeError, match=r"belongs to thread .* backend.for_thread\(\)"):
+        _in_thread(lambda: backend.run_stage(0, x))
+
+    def own():
+        b = backend.for_thread(max_batch=1)
+        try:
+            return stage_outputs(b, x), b.engines is backend.engines, [id(s.context) for s in b.stages]
+        finally:
+            b.close()
+
+    (logits, hidden), shared, contexts = _in_thread(own)
+    assert shared and not set(contexts) & {id(s.context) for s in backend.stages}  # same engines, own contexts
+    for a, b in zip(logits + hidden, ref_logits + ref_hidden):
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05)
+    pushes = [c for c in cuda.calls if c[0] in ("ctx.push", "ctx.pop") and c[2] != threading.get_ident()]
+    assert [c[0] for c in pushes] == ["ctx.push", "ctx.pop"]  # the primary context, pushed and popped there
+    # and the frame loop's backend still works in its own thread
+    assert stage_outputs(backend, x)[0][0].shape == (1, 4)
+
+
+def _ort_backend_q(root):
+    from edge_runtime.backends import open_backend
+
+    return open_backend("onnxruntime", Bundle.open(root), precision="quantized")
+
+
+def test_the_backend_checks_what_tensorrt_answers(tmp_path):
+    """A False from TensorRT (here: a shape outside the engine's profile, from a manifest that claims a larger
+    one) is an error, not ignored."""
+    from edge_runtime.backends.tensorrt_backend import TensorRTBackend
+    from tests.engine_builder.test_cache_build import ORIN
+
+    root, trt, cuda, opts = _device_bundle_on_fake_trt(tmp_path)
+    b = Bundle.open(root)
+    b.manifest.engines[ORIN.id].plan["profile"] = {"image": [[1, 3, 32, 32], [1, 3, 32, 32], [8, 3, 32, 32]]}
+    b.save()
+    backend = TensorRTBackend(Bundle.open(root), "quantized", **opts)
+    with pytest.raises(RuntimeError, match=r"TensorRT refused input shape \(6, 3, 32, 32\)"):
+        backend.run_stage(0, np.zeros((6, 3, 32, 32), np.float32))
+
+
+def test_finding1_health_checks_run_on_tensorrt_and_roll_back_damaged_stages(tmp_path):
+    """The health thread gets its own backend (execution contexts, stream, buffers) under the primary context
+    pushed there; the damaged quantized engines disagree with the FP32 reference and a rollback is asked."""
+    from edge_runtime.health import HealthConfig, HealthMonitor
+    from edge_runtime.inference import DynamicInference, InferenceConfig
+
+    root, trt, cuda, opts = _device_bundle_on_fake_trt(tmp_path, damage=1.0, mode="int8")
+    model = DynamicInference(root, InferenceConfig(backend="tensorrt", precision="quantized", backend_options=opts))
+    assert model.backend.name == "tensorrt"
+    events, rollbacks = [], []
+    cfg = HealthConfig(sample_rate=1.0, min_samples=30, fast_samples=10, ref_samples=20, drift_window=10,
+                       queue_size=10_000)
+    health = HealthMonitor(model, cfg, emit=lambda kind, detail: events.append((kind, detail)),
+                           on_rollback=rollbacks.append)
+    rng = np.random.default_rng(0)
+    try:
+        for _ in range(60):
+            frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            decision = model.infer(frame)  # the frame loop, in this thread, on its own backend
+            health.submit(frame, decision)
+        health.wait_idle(60)
+    finally:
+        health.close()
+    errors = [d for k, d in events if k == "health_error"]
+    assert not errors, errors[:3]
+    assert health.sampled > 0 and health.shadow.agreement() is not None
+    assert rollbacks and health.rollback_requested
+    # the health thread pushed the primary context and popped it when it closed
+    other = [c[0] for c in cuda.calls if c[0] in ("ctx.push", "ctx.pop") and c[2] != threading.get_ident()]
+    assert other == ["ctx.push", "ctx.pop"]
+
+
+# ---------------- on the device: health checks on TensorRT (jetson/run-device-tests.sh) ----------------
+
+@pytest.mark.tensorrt
+def test_device_health_on_tensorrt_rolls_back_damaged_stages(tmp_path):
+    """The service on TensorRT with damaged quantized stages installed over good FP32 ones: the health thread
+    (its own execution contexts, stream and buffers) sees the disagreement and the service rolls back."""
+    pytest.importorskip("tensorrt", reason="needs TensorRT and a CUDA GPU: run jetson/run-device-tests.sh on an Orin")
+    pytest.importorskip("pycuda", reason="needs pycuda: run jetson/install.sh on the device")
+    import sqlite3
+
+    from edge_runtime import installer
+    from edge_runtime.health import HealthConfig
+    from edge_runtime.service import Service, ServiceConfig
+    from engine_builder.build import build_engines
+    from tests.edge_runtime.service_helpers import frames, write_video
+    from tests.engine_builder.device_bundle import add_quantized_stages, make_onnx_bundle
+
+    src = make_onnx_bundle(tmp_path / "bundle")
+    root = tmp_path / "root"
+    good = installer.install(src, root)  # FP32 only: the last known good
+    add_quantized_stages(src, mode="int8", damage=1.0)  # a broken quantizer's output, with valid sha256s
+    bad = installer.install(src, root)
+    build_engines(installer.resolve(root)[0], precision="quantized", progress=lambda s: None)
+    video = write_video(tmp_path / "v.avi", frames(300))
+    db = tmp_path / "d.db"
+    cfg = HealthConfig(min_samples=30, fast_samples=10, ref_samples=20, drift_window=10, queue_size=10_000)
+    svc = Service(ServiceConfig(bundle=str(root), source=str(video), store=str(db), shadow_rate=1.0,
+                                handle_signals=False, health=cfg, backend="tensorrt"))
+    svc.run()
+    with sqlite3.connect(db) as c:
+        kinds = [k for (k,) in c.execute("SELECT kind FROM events ORDER BY id")]
+        errors = [d for (d,) in c.execute("SELECT detail FROM events WHERE kind='health_error'")]
+    assert not errors, errors[:3]
+    assert "rollback_requested" in kinds and "rollback" in kinds, kinds
+    assert installer.link_target(root, "current") == good.resolve() and (bad / installer.REJECTED).exists()
+    print("health on TensorRT: rollback after damaged stages;", ", ".join(k for k in kinds if "roll" in k))

@@ -28,6 +28,7 @@ from tests.engine_builder.test_cache_build import ORIN
 TILE96 = InputSpec(96, 96, (0.5,) * 3, (0.25,) * 3, mode="tile")
 RESIZE96 = dataclasses.replace(TILE96, mode="resize")
 QDQ = GraphPrecision(has_qdq=True, has_int4=False, has_fp16=False)
+FP32 = GraphPrecision(has_qdq=False, has_int4=False, has_fp16=False)
 
 
 def as_tile_bundle(root, overlap: float = 0.25):
@@ -79,9 +80,9 @@ def test_tile_profile_runs_from_one_tile_to_the_frames_tile_count(frame_hw, expe
 
 
 def test_dla_tile_profile_is_fixed_at_the_tile_count():
-    opts, tiles = options_for_input(TILE96, BuildOptions("quantized", dla_core=0, frame_size=(960, 1280)))
+    opts, tiles = options_for_input(TILE96, BuildOptions("fp16", dla_core=0, frame_size=(960, 1280)))
     assert tiles["static_batch"] and tiles["batch"] == [234, 234, 234]
-    plan = plan_build("10.3.0", QDQ, opts, "image", (-1, 3, 96, 96))
+    plan = plan_build("10.3.0", FP32, opts, "image", (-1, 3, 96, 96))
     assert plan.profile["image"] == ((234, 3, 96, 96),) * 3 and "GPU_FALLBACK" in plan.flags
     # the verification runner pads to a static batch and drops the padding rows
     assert profile_batch(plan.to_dict()) == (234, 234)
