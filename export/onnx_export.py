@@ -3,7 +3,7 @@
 Stage 0: image (B, 3, H, W) -> hidden (B, T, dim), logits (B, classes)
 Stage k: hidden_in (B, T, dim) -> hidden (B, T, dim), logits (B, classes)
 
-Opset 17 and the TorchScript exporter: opset 17 is the newest that TensorRT 8.5/8.6 (JetPack 5, 6.0)
+Opset 17 and the TorchScript exporter: opset 17 is the newest that TensorRT 8.6 (JetPack 6.0, the oldest supported)
 parse, and the dynamo exporter in this torch emits opset 18 and fails to convert down.
 """
 from __future__ import annotations

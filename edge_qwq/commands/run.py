@@ -11,7 +11,9 @@ from edge_qwq.commands import finite
 
 @click.command("run")
 @click.option("--bundle", "bundle", required=True, type=click.Path(), help="Bundle folder (from export/build).")
-@click.option("--source", required=True, help="An image, a folder of images or a video file.")
+@click.option("--source", required=True, envvar="EDGE_QWQ_SOURCE", show_envvar=True,
+              help="An image, a folder, a video file or a camera URI (see below); also read from the "
+                   "environment, so a camera password need not be on the command line.")
 @click.option("--backend", default="onnxruntime", show_default=True,
               type=click.Choice(["onnxruntime", "tensorrt"]), help="Inference backend.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "quantized"]),

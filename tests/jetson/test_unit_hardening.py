@@ -124,9 +124,9 @@ def _env_file(text: str) -> dict[str, str]:
     return {k.strip(): re.sub(r"\\(.)", r"\1", v.strip()) for k, v in pairs}
 
 
-def _exec_start(unit_text: str, dropin_text: str, env_text: str = "") -> list[str]:
-    """ExecStart's arguments as systemd expands them with the drop-in's Environment= and its EnvironmentFile=
-    (whose settings override Environment=; enough for this unit)."""
+def _exec_start(unit_text: str, dropin_text: str, env_text: str = "") -> tuple[list[str], dict[str, str]]:
+    """(ExecStart's arguments, the process's environment) as systemd expands them with the drop-in's
+    Environment= and its EnvironmentFile= (whose settings override Environment=; enough for this unit)."""
     env = {}
     for key, value in _settings(unit_text) + _settings(dropin_text):
         if key == "Environment":
@@ -138,23 +138,26 @@ def _exec_start(unit_text: str, dropin_text: str, env_text: str = "") -> list[st
     for word in shlex.split(cmd):
         m = re.fullmatch(r"\$\{(\w+)\}|\$(\w+)", word)
         argv += [env[m.group(1)]] if m and m.group(1) else env[m.group(2)].split() if m else [word]
-    return argv
+    return argv, env
 
 
-def test_exec_start_with_the_dropin_is_an_edge_qwq_run_command_line(tmp_path):
+def test_exec_start_with_the_dropin_is_an_edge_qwq_run_command_line(tmp_path, monkeypatch):
+    """The source reaches `run` through its environment (EDGE_QWQ_SOURCE), never on the command line, which
+    every local user can read (ps, systemctl status)."""
     from edge_qwq.commands.run import command
 
     unit = UNIT.read_text()
-    argv = _exec_start(unit, *_written(tmp_path))
-    assert argv[:2] == ["/opt/edge-qwq/venv/bin/edge-qwq", "run"]
-    assert argv[argv.index("--source") + 1] == "csi://0" and argv[argv.index("--http") + 1] == "127.0.0.1:8080"
-    command.make_context("run", argv[2:])  # every option exists and parses
-    argv = _exec_start(unit, *_written(tmp_path, *SITE, "--args", "--threads 2"))
-    assert argv[argv.index("--source") + 1] == "rtsp://10.20.0.7:554/stream1"
+    argv, env = _exec_start(unit, *_written(tmp_path))
+    assert argv[:2] == ["/opt/edge-qwq/venv/bin/edge-qwq", "run"] and "--source" not in argv
+    assert env["EDGE_QWQ_SOURCE"] == "csi://0" and argv[argv.index("--http") + 1] == "127.0.0.1:8080"
+    monkeypatch.setenv("EDGE_QWQ_SOURCE", env["EDGE_QWQ_SOURCE"])
+    ctx = command.make_context("run", argv[2:])  # every option exists and parses
+    assert ctx.params["source"] == "csi://0"
+    argv, env = _exec_start(unit, *_written(tmp_path, *SITE, "--args", "--threads 2"))
+    assert env["EDGE_QWQ_SOURCE"] == "rtsp://10.20.0.7:554/stream1"
     assert argv[argv.index("--http") + 1] == "0.0.0.0:8080"
     assert argv[-4:] == ["--http-token-file", "/etc/edge-qwq/http-token", "--threads", "2"]
-    if any("--http-token-file" in p.opts for p in command.params):
-        command.make_context("run", argv[2:])
+    command.make_context("run", argv[2:])
 
 
 def test_default_dropin_only_sets_the_service_options():
@@ -188,8 +191,8 @@ def test_a_camera_password_stays_in_the_root_only_environment_file(tmp_path):
     for path in (tmp_path / ENV_FILE, conf):  # the configuration holds it too
         assert oct(path.stat().st_mode & 0o777) == "0o600", path
     assert oct((tmp_path / DROPIN).stat().st_mode & 0o777) == "0o644"
-    argv = _exec_start(UNIT.read_text(), dropin, env)
-    assert argv[argv.index("--source") + 1] == SECRET_SOURCE
+    argv, process_env = _exec_start(UNIT.read_text(), dropin, env)
+    assert process_env["EDGE_QWQ_SOURCE"] == SECRET_SOURCE and not any("s3cret" in a for a in argv)
     # --stdout prints the drop-in alone; a refused source is not echoed
     assert "s3cret" not in _dropin("--source", SECRET_SOURCE).stdout
     r = _dropin("--source", "rtsp://operator:s3cret Pw@10.20.0.7/s", check=False)
