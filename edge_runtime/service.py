@@ -8,9 +8,18 @@ This module wires the parts and runs the frame loop; each part has a room of its
 gauges), `sinks` (where decisions go without --store; `store` with it), `http_api`, `sources`, `reuse`.
 
 Start-up checks everything a user can get wrong before the first frame (bundle, port, evidence disk, store,
-source), each a one-line EdgeError, closing what was already opened. READY=1 goes to systemd once frames can
-flow; WATCHDOG=1 from the loop itself, and only while it decides (see `stall_timeout`), so a hung or
-stuck loop gets restarted. SIGTERM (or SIGINT) stops the loop,
+source), each a one-line EdgeError, closing what was already opened: a file or folder that does not exist and
+a malformed source URI fail at once. A live source that is not up yet (a network camera booting slower than
+the device, a USB camera plugged in late) is not an error: the service starts anyway and keeps trying to open
+it (capped backoff, `LiveSource.BACKOFF`), so systemd's start limits never leave the line uninspected; until
+its first frame /healthz is 200, /readyz 503 "waiting for source ...: why", /status "source_state" says why
+and how many attempts (events "source_waiting", then "source_connected"), and after `connect_timeout` s one
+warning line goes to stderr (never an exit; a one-shot `edge-qwq run` without --store/--http still fails
+after it, with one line). READY=1 goes to systemd once the model, the store, HTTP
+and the source are set up (at most READY_GRACE s after that, waiting for a first frame, so that STATUS= says
+"deciding" or "waiting for source"); WATCHDOG=1 from the loop itself, which ticks while it waits too, and
+only while it decides (see `stall_timeout`, which counts only while the source delivers), so a hung or stuck
+loop gets restarted. SIGTERM (or SIGINT) stops the loop, also while it waits for the source,
 commits the pending decisions and closes the store. A rollback requested by the health monitor is carried
 out by the loop, between two frames (`ActiveModel.rollback_now`).
 
@@ -40,7 +49,9 @@ from edge_runtime.metrics import Live, Metrics
 from edge_runtime.notify import Notifier
 from edge_runtime.reuse import FrameReuse
 from edge_runtime.sinks import Sink, StdoutSink
-from edge_runtime.sources import redact_url, EndOfStream, Frame, SourceStopped
+from edge_runtime.sources import redact_url, EndOfStream, Frame
+
+READY_GRACE = 2.0  # s READY=1 may wait for a live source's first frame (then it says "waiting for source")
 
 
 @dataclass
@@ -68,7 +79,7 @@ class ServiceConfig:
     frame_threshold: float | None = None  # tile mode: None: the bundle's fitted frame threshold
     heatmap: bool = False  # tile mode: lay the tile map over /latest.jpg and evidence JPEGs
     tile_map: bool = False  # tile mode: the JSON lines also carry each frame's tile map (not stored in SQLite)
-    connect_timeout: float = 10.0
+    connect_timeout: float = 10.0  # a live source without a frame this long: one warning line (never an exit)
     http_token_file: str | None = None  # --http: a file holding a bearer token; all but /healthz /readyz ask for it
     stall_timeout: float = 30.0  # no decision this long while the source is up: /healthz fails, no WATCHDOG=1 (0: off)
     trusted_key: str | None = None  # an Ed25519 public key: load (and roll back to) only bundles it signed
@@ -94,6 +105,9 @@ class Service:
         self.frames = self.inferred = 0
         self.started = time.time()
         self._beat = self._waiting_since = time.monotonic()  # _waiting_since: see _stalled_for
+        self._source_since = self._beat  # when the source was opened (the wait for its first frame starts)
+        self._said_waiting = False  # READY's STATUS (or a warning) said "waiting for source"; its end is told
+        self._warned_waiting = False  # the one warning line after connect_timeout s without a first frame
         # the model in use and its monitor: set by the ActiveModel at every load (_switched), read per frame
         self.model: DynamicInference | None = None
         self.health: HealthMonitor | None = None
@@ -123,16 +137,21 @@ class Service:
         """Run until the source ends, `max_frames`, SIGTERM or SIGINT; returns the exit status (0)."""
         self._install_signals()
         with ExitStack() as stack:
-            try:
-                self._start(stack)
-            except SourceStopped:  # SIGTERM (or SIGINT) while waiting for a live source's first frame
-                print("edge-qwq: stopped before the source connected", file=sys.stderr, flush=True)
-                return 0
-            self.notifier.ready(f"deciding on {self.source_name} with {self.model.bundle.version}")
+            self._start(stack)
+            wait_first = getattr(self.source, "wait_first", None)
+            if wait_first is not None and self._source_waiting():  # a camera usually gives a frame at once
+                wait_first(min(READY_GRACE, self.cfg.connect_timeout), self._stop)
+            self._beat = time.monotonic()
+            if self._source_waiting():
+                self._said_waiting = True
+                self._event("source_waiting", self._wait_detail())
+            self.notifier.ready(self._status_line())
             try:
                 self._loop()
             finally:
                 self.notifier.stopping()
+        if self._source_waiting():  # SIGTERM (or SIGINT) before the live source's first frame
+            print("edge-qwq: stopped before the source connected", file=sys.stderr, flush=True)
         lost = getattr(self.source, "summary", lambda: None)()  # a video's lost frames, a folder's bad images
         if lost:
             print(f"edge-qwq: warning: {lost}", file=sys.stderr, flush=True)
@@ -147,8 +166,24 @@ class Service:
                 signal.signal(sig, lambda *_: self._stop.set())
 
     def _start(self, stack: ExitStack) -> None:
-        self.active.load(self.active.bundle_dir, self.cfg.precision)  # BundleError: not a bundle
+        # BundleError: not a bundle. A backend that cannot run it (TensorRT engines missing, refused or built
+        # for another precision) is not a reason to leave the line uninspected: ONNX Runtime, said and counted
+        self.active.load_or_cpu(self.active.bundle_dir, self.cfg.precision)
+        if self.model.backend.name != self.cfg.backend:
+            print(f"edge-qwq: warning: {self.cfg.backend} cannot run this bundle here "
+                  f"({self.events[-1]['detail']['reason']}); deciding on {self.model.backend.name} instead",
+                  file=sys.stderr, flush=True)
         stack.callback(self.active.close)
+        from edge_runtime.sources import DecodeCheck, open_source
+
+        # first, so that its error comes alone, in one line: no such file or folder, a malformed URI (InputError).
+        # A live source is not waited for here: a camera that is late is the loop's to wait for (it ticks,
+        # answers HTTP and stops on SIGTERM meanwhile), never a reason to exit
+        self.source = open_source(self.cfg.source, connect_timeout=self.cfg.connect_timeout, prepare=self._prepare,
+                                  min_size=None if self.cfg.full_res_frames else self._decode_size,
+                                  decode_check=None if self.cfg.full_res_frames else DecodeCheck(), wait=False)
+        self._source_since = time.monotonic()
+        stack.callback(self.source.close)
         if self.cfg.http:
             from edge_runtime.http_api import HttpApi
 
@@ -163,13 +198,6 @@ class Service:
             self.evidence = EvidenceWriter(self.cfg.evidence, self.cfg.evidence_budget_mb)  # budget > disk
         self.store = self._open_store()
         stack.callback(self.store.close)  # last decisions committed on every way out
-        from edge_runtime.sources import DecodeCheck, open_source
-
-        self.source = open_source(self.cfg.source, connect_timeout=self.cfg.connect_timeout,  # no such source
-                                  prepare=self._prepare, stop=self._stop,  # SIGTERM ends the wait for a stream
-                                  min_size=None if self.cfg.full_res_frames else self._decode_size,
-                                  decode_check=None if self.cfg.full_res_frames else DecodeCheck())
-        stack.callback(self.source.close)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.source_name,
                                 "input_mode": "tile" if self.tiled else "resize"})
@@ -325,8 +353,28 @@ class Service:
         if done:
             self.metrics.stored.inc(len(done))
         self.metrics.sync_source(self.source.stats)
+        self._watch_source(self._beat)
         if self.active.rollback_reason:
             self.active.rollback_now()
+
+    def _watch_source(self, now: float) -> None:
+        """A live source without a first frame: one warning line (and STATUS=) after connect_timeout s; its
+        first frame, once the service said it was waiting: one line, an event and STATUS=."""
+        if self._source_waiting():
+            if not self._warned_waiting and now - self._source_since >= self.cfg.connect_timeout:
+                self._warned_waiting = self._said_waiting = True
+                d = self._wait_detail(now)
+                print(f"edge-qwq: warning: no frame from {self.source_name} after {d['waiting_s']:.0f} s: "
+                      f"{d['reason']}; /readyz reports not ready until it comes", file=sys.stderr, flush=True)
+                self.notifier.send(f"STATUS={self._status_line()}")
+        elif self._said_waiting:
+            self._said_waiting = False
+            d = self._wait_detail(now)
+            self._event("source_connected", {"source": self.source_name, "waited_s": d["waiting_s"]})
+            if self._warned_waiting:
+                print(f"edge-qwq: {self.source_name} connected after {d['waiting_s']:.0f} s; deciding",
+                      file=sys.stderr, flush=True)
+            self.notifier.send(f"STATUS={self._status_line()}")
 
     # ---------------------------------------------------------------- events
     def _event_threadsafe(self, kind: str, detail: dict) -> None:
@@ -345,11 +393,48 @@ class Service:
                 self.store.event(e["kind"], e["detail"], e["time"])
 
     # ---------------------------------------------------------------- what HTTP reads
-    def _source_up(self) -> bool:
-        """A source frames should come from: a live one while connected; a file or folder until it ends
-        (the loop then ends too)."""
+    def _source_waiting(self) -> bool:
+        """A live source that has not given its first frame yet (not up yet, or open and silent)."""
         s = self.source
-        return s is not None and not self._stop.is_set() and (bool(s.stats.connected) if s.live else True)
+        return s is not None and s.live and bool(getattr(s, "waiting", False))
+
+    def _wait_detail(self, now: float | None = None) -> dict:
+        s = self.source
+        now = time.monotonic() if now is None else now
+        return {"source": self.source_name, "reason": getattr(s, "wait_reason", None),
+                "attempts": getattr(s.stats, "attempts", 0), "waiting_s": round(now - self._source_since, 1)}
+
+    def _status_line(self) -> str:
+        """systemd's STATUS=: what the service does now."""
+        version = self.model.bundle.version
+        if self._source_waiting():
+            return f"waiting for source {self.source_name}: {self.source.wait_reason}; model {version} loaded"
+        return f"deciding on {self.source_name} with {version}"
+
+    def source_state(self) -> dict:
+        """/status "source_state": "waiting for source" (no first frame yet), "connected", "reconnecting"
+        (lost after frames came), "file" (a file or folder), or "starting"; with why and the attempts."""
+        s = self.source
+        if s is None:
+            return {"state": "starting"}
+        if not s.live:
+            return {"state": "file"}
+        if self._source_waiting():
+            return {"state": "waiting for source", **self._wait_detail()}
+        st = s.stats
+        if not st.connected:
+            return {"state": "reconnecting", "reason": getattr(st, "last_error", None),
+                    "attempts": getattr(st, "attempts", 0)}
+        return {"state": "connected"}
+
+    def _source_up(self) -> bool:
+        """A source frames should come from: a live one while connected and once it gave a first frame (the
+        wait for it is /readyz's to report, not a stall); a file or folder until it ends (the loop then ends
+        too)."""
+        s = self.source
+        if s is None or self._stop.is_set():
+            return False
+        return not s.live or (bool(s.stats.connected) and not self._source_waiting())
 
     def _stalled_for(self, now: float) -> float:
         """Seconds the source has been up without a decision (0 while it is down or reconnecting)."""
@@ -378,6 +463,8 @@ class Service:
             return False, "stopping"
         if self.source is None or self.model is None:
             return False, "starting"
+        if self._source_waiting():
+            return False, f"waiting for source {self.source_name}: {self.source.wait_reason}"
         if self.source.live and not self.source.stats.connected:
             return False, "source disconnected (reconnecting)"
         return True, "ready"
@@ -436,6 +523,7 @@ class Service:
             "drops": {"stale": stats.get("stale_dropped", 0), "corrupt": stats.get("corrupt", 0),
                       "missing": stats.get("missing", 0)},
             "decode": check.to_dict() if (check := getattr(self.source, "decode_check", None)) else None,
+            "source_state": self.source_state(),
             "source_stats": stats,
             "reuse": self._reuse_status(),
             "store": {"path": self.cfg.store, "stored": self.store.stored if self.store else 0,

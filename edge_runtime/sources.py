@@ -14,8 +14,16 @@ URIs: a path (image, folder, video), ``v4l2:///dev/videoN``, ``csi://N[?width=&h
 Live sources keep only the latest frame: a reader thread decodes continuously and a frame the consumer did
 not take in time is dropped and counted (``stale_dropped``). A frame the decoder rejects, or an empty one,
 is skipped and counted (``corrupt``). A lost stream is reopened with capped exponential backoff
-(``reconnects``). None of these ends the source; only ``close()`` does, or, while it waits for its first
+(``reconnects``; at most `LiveSource.BACKOFF` s between attempts, so a stream that comes back is seen within
+a few seconds). None of these ends the source; only ``close()`` does, or, while it waits for its first
 frame, the `stop` event it was given (`SourceStopped`).
+
+Opening a live source waits for its first frame (`connect_timeout`, then one-line InputError), unless
+`wait=False` (the service): it then returns at once and its reader keeps trying, with the same backoff, for
+as long as it takes (a network camera booting slower than the device, a USB camera plugged in late: a v4l2
+device that does not exist yet is waited for too); `waiting` is True until the first frame and
+`wait_reason` says why none came yet (also `stats.attempts` and `stats.last_error`). A malformed URI, and a
+file or folder that does not exist, fail at once in both modes.
 
 Files and folders lose nothing silently: a damaged or undecodable frame of a video and an unreadable image
 of a folder are skipped, counted (``corrupt``) and named in a warning; frames a video's header or index
@@ -94,6 +102,8 @@ class SourceStats:
     missing: int = 0  # files: frames the video's header or index promises that are not there (truncated, lost)
     reconnects: int = 0  # live: successful reopenings after a loss
     connected: bool = False
+    attempts: int = 0  # live: openings in a row that gave no frame (0 once frames come)
+    last_error: str | None = None  # live: why the latest opening gave no frame, or why the stream was lost
     last_damage: str | None = None  # why the latest damaged frame (or unreadable image) was rejected
 
     def to_dict(self) -> dict:
@@ -125,7 +135,10 @@ def redact_url(uri) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() in SECRET_KEYS else v) for k, v in pairs], safe="*")
+        if any(k.lower() in SECRET_KEYS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in SECRET_KEYS else v) for k, v in pairs], safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return text  # nothing to hide: as given (urlunsplit would turn v4l2:///dev/video0 into v4l2:/dev/video0)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -724,25 +737,37 @@ def _alt_tensor(alt: np.ndarray | None, prepare) -> np.ndarray | None:
 
 # ---------------------------------------------------------------- live sources
 class LiveSource(FrameSource):
-    """A camera or network stream: a reader thread keeps only the latest frame and reconnects on loss."""
+    """A camera or network stream: a reader thread keeps only the latest frame and reconnects on loss.
+
+    `wait` (default): the constructor waits up to `connect_timeout` s for the first frame (InputError
+    after it; SourceStopped when `stop` is set first). `wait=False`: it returns at once; the reader keeps
+    trying (capped exponential backoff) until the first frame comes or `close()`; `waiting`, `wait_reason`
+    and `stats` say how it goes (the service: /readyz, /status)."""
 
     live = True
+    BACKOFF = (0.1, 2.0)  # s before the next opening after a failed one, doubling up to the cap: a camera
+    # or stream that comes up is opened at most 2 s later
 
     def __init__(self, uri: str, opener: Callable[[], object], connect_timeout: float = 10.0,
-                 backoff: tuple[float, float] = (0.1, 5.0), prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+                 backoff: tuple[float, float] = BACKOFF, prepare: Callable[[np.ndarray], np.ndarray] | None = None,
                  min_size: MinSize = None, decode_check: DecodeCheck | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, wait: bool = True):
         super().__init__(uri)
         self._prepare, self._min_size, self.decode_check = prepare, min_size, decode_check
         self._opener, self._backoff = opener, backoff
+        self._cannot_open = ("cannot open the camera" if uri.split("://", 1)[0].lower() in ("v4l2", "csi")
+                             else "cannot open the stream (no answer, or no stream at this URI)")
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._seq = 0
         self._ever_connected = False
+        self._first = threading.Event()  # set at the first frame
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source {self.name}", daemon=True)
         self._thread.start()
-        first = self._wait_first(connect_timeout, stop)
+        if not wait:
+            return
+        first = self.wait_first(connect_timeout, stop)
         if first != "ok":
             self.close()
             if first == "stopped":
@@ -753,11 +778,31 @@ class LiveSource(FrameSource):
             raise InputError(f"{self.name}: cannot open the stream (no frame within {connect_timeout:g} s); "
                              "check the URI and that the camera or server is running")
 
-    def _wait_first(self, timeout: float, stop: threading.Event | None) -> str:
+    @property
+    def waiting(self) -> bool:
+        """No frame has come yet (the source is still being opened, or opened and silent)."""
+        return not self._first.is_set()
+
+    @property
+    def wait_reason(self) -> str | None:
+        """Why no frame came yet (None once one did): the latest failure, or that the stream is open."""
+        if not self.waiting:
+            return None
+        st = self.stats
+        if st.connected:
+            if st.corrupt:
+                return (f"connected; {st.corrupt} frames arrived but could not be decoded "
+                        f"(the latest: {st.last_damage})")
+            return "connected; no frame yet"
+        if st.last_error is None:
+            return "opening"
+        return f"{st.last_error}; attempt {st.attempts}, retrying"
+
+    def wait_first(self, timeout: float, stop: threading.Event | None = None) -> str:
         """"ok" at the first frame, "timeout", or "stopped" as soon as `stop` is set (SIGTERM)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not (self._ever_connected and self.stats.frames > 0):
+            while not self._first.is_set():
                 if stop is not None and stop.is_set():
                     return "stopped"
                 left = deadline - time.monotonic()
@@ -766,21 +811,45 @@ class LiveSource(FrameSource):
                 self._cond.wait(min(left, 0.1))
         return "ok"
 
+    def _open(self) -> tuple[object | None, str | None]:
+        """(an opened capture, None) or (None, why not). The opener may raise (a v4l2 device that is not
+        there yet, an OpenCV error): that is one failed attempt, never the end of the reader."""
+        try:
+            cap = self._opener()
+        except Exception as e:  # noqa: BLE001 - whatever opening raises, the reader tries again later
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            return None, why.replace(self.uri, self.name)  # credentials never leave the process
+        if cap is not None and cap.isOpened():
+            return cap, None
+        if cap is not None:
+            cap.release()
+        return None, self._cannot_open
+
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
-            cap = self._opener()
-            if cap is not None and cap.isOpened():
+            cap, why = self._open()
+            if cap is not None:
                 self.stats.reconnects += self._ever_connected
                 self.stats.connected = self._ever_connected = True
-                before = self.stats.frames
-                _read_loop(cap, self.stats, self._stop, self._publish, self._min_size, self.decode_check)
-                self.stats.connected = False
-                attempt = 0 if self.stats.frames > before else attempt + 1
+                before, corrupt = self.stats.frames, self.stats.corrupt
+                try:
+                    _read_loop(cap, self.stats, self._stop, self._publish, self._min_size, self.decode_check)
+                finally:
+                    self.stats.connected = False
+                    cap.release()
+                if self.stats.frames > before:
+                    attempt, why = 0, "the stream was lost"
+                elif self.stats.corrupt > corrupt:
+                    attempt, why = attempt + 1, (f"{self.stats.corrupt - corrupt} frames arrived but could not be "
+                                                 f"decoded (the latest: {self.stats.last_damage})")
+                else:
+                    attempt, why = attempt + 1, "the stream opened but sent no frame"
             else:
                 attempt += 1
-            if cap is not None:
-                cap.release()
+            if self._stop.is_set():
+                return
+            self.stats.attempts, self.stats.last_error = attempt, why
             self._stop.wait(min(self._backoff[1], self._backoff[0] * 2 ** max(0, attempt - 1)))
 
     def _publish(self, img: np.ndarray, alt: np.ndarray | None = None) -> None:
@@ -791,6 +860,8 @@ class LiveSource(FrameSource):
                 self.stats.stale_dropped += 1
             self._latest = Frame(self._seq, img, f"{self.name}#{self._seq}", time.time(), tensor, prep_ms, alt_tensor)
             self._seq += 1
+            self.stats.attempts = 0
+            self._first.set()
             self._cond.notify_all()
 
     def read(self, timeout: float | None = None) -> Frame | None:
@@ -830,16 +901,21 @@ def _ffmpeg_opener(uri: str, open_timeout_ms: int = 3000, read_timeout_ms: int =
     return lambda: cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
 
 
-def _v4l2_opener(uri: str) -> Callable[[], object]:
+def _v4l2_opener(uri: str, late_ok: bool = False) -> Callable[[], object]:
+    """`late_ok`: a device that does not exist (yet) is one failed attempt (a camera plugged in late), not an
+    error at once."""
     import cv2
 
     device = uri[len("v4l2://"):]
     if not device.startswith("/dev/video"):
         raise InputError(f"{uri}: expected v4l2:///dev/videoN")
-    if not Path(device).exists():
-        raise InputError(f"{uri}: {device} does not exist (is the camera plugged in? `ls /dev/video*`)")
+    missing = f"{device} does not exist (is the camera plugged in? `ls /dev/video*`)"
+    if not late_ok and not Path(device).exists():
+        raise InputError(f"{uri}: {missing}")
 
     def opener():
+        if not Path(device).exists():
+            raise InputError(missing)
         cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
@@ -881,10 +957,10 @@ def _csi_opener(uri: str) -> Callable[[], object]:
     return lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
 
 
-def _live_opener(uri: str) -> Callable[[], object]:
+def _live_opener(uri: str, late_ok: bool = False) -> Callable[[], object]:
     scheme = uri.split("://", 1)[0].lower()
     if scheme == "v4l2":
-        return _v4l2_opener(uri)
+        return _v4l2_opener(uri, late_ok)
     if scheme == "csi":
         return _csi_opener(uri)
     return _ffmpeg_opener(uri)
@@ -894,7 +970,7 @@ def _live_opener(uri: str) -> Callable[[], object]:
 def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0,
                 prepare: Callable[[np.ndarray], np.ndarray] | None = None,
                 min_size: MinSize = None, decode_check: DecodeCheck | None = None,
-                stop: threading.Event | None = None, warn: Warn = warn_stderr) -> FrameSource:
+                stop: threading.Event | None = None, warn: Warn = warn_stderr, wait: bool = True) -> FrameSource:
     """Frames from `uri`: an image file, a folder of images, a video file, or a live camera/stream URI.
 
     `prepare` (e.g. the model's preprocessing) runs in the decode thread of video and live sources, so it
@@ -903,15 +979,17 @@ def open_source(uri: str | os.PathLike, connect_timeout: float = 10.0,
     when one is given (see `DecodeCheck`; frames it compares carry `Frame.alt_tensor`), outright otherwise. It
     may be a function giving the size, or None for full size, asked at every frame. `stop`: an event that
     ends the wait for a live source's first frame (SourceStopped). `warn` gets a line per unreadable image or
-    damaged stretch of a video (default: stderr)."""
+    damaged stretch of a video (default: stderr). `wait=False`: a live source returns at once and keeps
+    trying until its first frame, for as long as it takes (see `LiveSource`); a malformed URI, a missing
+    file or folder, and a CSI camera without GStreamer still raise InputError at once."""
     text = str(uri)
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme not in LIVE_SCHEMES:
             raise InputError(f"{redact_url(text)}: unknown source scheme {scheme!r}; use a path or one of "
                              f"{', '.join(s + '://' for s in LIVE_SCHEMES)}")
-        return LiveSource(text, _live_opener(text), connect_timeout=connect_timeout, prepare=prepare,
-                          min_size=min_size, decode_check=decode_check, stop=stop)
+        return LiveSource(text, _live_opener(text, late_ok=not wait), connect_timeout=connect_timeout,
+                          prepare=prepare, min_size=min_size, decode_check=decode_check, stop=stop, wait=wait)
     path = Path(uri)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -46,7 +46,10 @@ from edge_qwq.commands import finite
 @click.option("--shadow-rate", default=0.05, show_default=True, type=finite(0.0, 1.0),
               help="Fraction of frames checked against the FP32 reference in the background.")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=finite(0.0, 3600.0, min_open=True),
-              help="Seconds to wait for the first frame of a live source.")
+              help="Seconds to wait for the first frame of a live source; then `run` alone fails with one line. "
+                   "The service (--store or --http) never exits for a late camera: it keeps retrying (at most "
+                   "2 s apart), /readyz and /status say it is waiting for the source and why, and after this long "
+                   "it warns once.")
 @click.option("--threads", default=0, type=click.IntRange(0, 256),
               help="ONNX Runtime intra-op threads per stage session (0: the bundle's policy, 1 thread per frame).")
 @click.option("--full-res-frames", is_flag=True,

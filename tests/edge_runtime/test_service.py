@@ -111,7 +111,9 @@ def test_user_mistakes_one_line_each_and_the_store_is_kept(tiny_bundle, tmp_path
     base = ["run", "--bundle", str(tiny_bundle), "--store", str(db)]
     err = _one_line_error(cli_run(*base, "--source", str(tmp_path / "nope.mp4")))
     assert "no such file" in err
-    err = _one_line_error(cli_run(*base, "--source", f"http://127.0.0.1:{free_port()}/cam",
+    # `run` alone still gives up on a stream after --connect-timeout; the service waits for it (issue 13:
+    # tests/edge_runtime/test_camera_wait.py)
+    err = _one_line_error(cli_run("run", "--bundle", str(tiny_bundle), "--source", f"http://127.0.0.1:{free_port()}/cam",
                                   "--connect-timeout", "1"))
     assert "cannot open the stream" in err
     with socket.socket() as busy:
@@ -185,6 +187,23 @@ def test_bundle_switch_the_backend_cannot_run_keeps_deciding_on_onnxruntime(tiny
         assert svc.events[0]["detail"]["backend"] == "onnxruntime"
     finally:
         svc.active.close()
+
+
+def test_a_backend_that_cannot_run_the_bundle_at_start_falls_back_and_says_so(tiny_bundle, tmp_path, capsys):
+    """Issue 13: at start too (engines refused, or built for another precision), the service decides on ONNX
+    Runtime instead of exiting into a systemd restart loop."""
+    from edge_runtime.service import Service, ServiceConfig
+
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "frame.png"), np.full((40, 40, 3), 128, np.uint8))
+    svc = Service(ServiceConfig(bundle=str(tiny_bundle), source=str(tmp_path / "frame.png"), backend="tensorrt",
+                                store=str(tmp_path / "d.db"), max_frames=1, handle_signals=False))
+    assert svc.run() == 0
+    assert svc.model.backend.name == "onnxruntime" and svc.events[0]["kind"] == "backend_fallback"
+    err = capsys.readouterr().err
+    assert "warning: tensorrt cannot run this bundle here" in err and "deciding on onnxruntime" in err
 
 
 def test_reuse_window_comes_from_the_bundle_unless_given(tiny_bundle, tmp_path):
