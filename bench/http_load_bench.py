@@ -39,32 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def make_video(path: Path, n: int = 90, size=(640, 480)) -> Path:
-    """A textured part with a spot that moves every frame (no two frames alike: no reuse)."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    w, h = size
-    base = cv2.GaussianBlur(rng.integers(60, 200, (h, w, 3), dtype=np.uint8), (5, 5), 0)
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
-    for i in range(n):
-        f = base.copy()
-        cv2.circle(f, (20 + (i * 7) % (w - 40), h // 2), 6, (30, 30, 30), -1)
-        vw.write(f)
-    vw.release()
-    return path
-
-
-def default_bundle(out: Path) -> Path:
-    import torch
-
-    from export.onnx_export import export_bundle
-    from export.student import Student, StudentConfig
-
-    torch.manual_seed(0)
-    export_bundle(Student(StudentConfig(classes=["crack", "ok", "scratch", "spot"])).eval(), out)
-    return out
+from bench_common import default_bundle, make_video  # noqa: E402
 
 
 def free_port() -> int:
@@ -266,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bundle = args.bundle or default_bundle(tmp / "bundle")
-        video = make_video(tmp / "line.avi")
+        video = make_video(tmp / "line.avi", 90, still=1, step=7)
         src_port, port, db = free_port(), free_port(), tmp / "d.db"
         ffmpeg = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),

@@ -26,33 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def make_video(path: Path, n: int, size=(640, 480), still: int = 4) -> Path:
-    """A textured part with a spot that moves every `still` frames (a conveyor seen by a fixed camera)."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    w, h = size
-    base = cv2.GaussianBlur(rng.integers(60, 200, (h, w, 3), dtype=np.uint8), (5, 5), 0)
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
-    for i in range(n):
-        f = base.copy()
-        x = 20 + (i // still * 11) % (w - 40)
-        cv2.circle(f, (x, h // 2), 6, (30, 30, 30), -1)
-        vw.write(f)
-    vw.release()
-    return path
-
-
-def default_bundle(out: Path) -> Path:
-    import torch
-
-    from export.onnx_export import export_bundle
-    from export.student import Student, StudentConfig
-
-    torch.manual_seed(0)
-    export_bundle(Student(StudentConfig(classes=["crack", "ok", "scratch", "spot"])).eval(), out)
-    return out
+from bench_common import default_bundle, make_video  # noqa: E402  (bench/ is on sys.path: run as a script)
 
 
 def decoded(video: Path) -> list[np.ndarray]:

@@ -249,15 +249,22 @@ class HttpServer:
             self._sel.register(sock, selectors.EVENT_READ, c)
             self._read(c)  # a real client's request is often there already: it leaves the evictable set now
 
-    def _read(self, c: _Conn) -> None:
+    def _recv(self, c: _Conn) -> bytes | None:
+        """What the client sent (None: nothing yet); closes the connection when the client closed or reset it."""
         try:
             data = c.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             data = b""
-        if not data:  # closed (or reset) before a whole request
+        if not data:
             self._close(c)
+            return None
+        return data
+
+    def _read(self, c: _Conn) -> None:
+        data = self._recv(c)
+        if data is None:  # nothing yet, or closed (or reset) before a whole request
             return
         c.buf += data
         c.complete = _head_complete(c.buf)
@@ -308,14 +315,7 @@ class HttpServer:
         self._sel.modify(c.sock, selectors.EVENT_READ, c)
 
     def _drain(self, c: _Conn) -> None:
-        try:
-            data = c.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(c)
+        self._recv(c)  # dropped
 
     def _expire(self, now: float) -> None:
         while self._reading:

@@ -31,11 +31,16 @@ def tiny_bundle_template(tmp_path_factory):
     return out
 
 
+def fresh_copy(template, tmp_path, name: str = "bundle"):
+    """A copy of a session's template bundle in the test's own folder, for a test that modifies it."""
+    import shutil
+
+    dst = tmp_path / name
+    shutil.copytree(template, dst)
+    return dst
+
+
 @pytest.fixture
 def tiny_bundle(tiny_bundle_template, tmp_path):
     """A fresh copy of a 3-stage FP32 bundle (32 px input, 4 classes), for tests that modify it."""
-    import shutil
-
-    dst = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle_template, dst)
-    return dst
+    return fresh_copy(tiny_bundle_template, tmp_path)

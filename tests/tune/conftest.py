@@ -32,8 +32,6 @@ def confident_template(tmp_path_factory):
 
 @pytest.fixture
 def confident_bundle(confident_template, tmp_path):
-    import shutil
+    from tests.conftest import fresh_copy
 
-    dst = tmp_path / "confident"
-    shutil.copytree(confident_template, dst)
-    return dst
+    return fresh_copy(confident_template, tmp_path, "confident")
