@@ -48,6 +48,7 @@ def run_bench(bundle_path, data, teacher_dir=None, frames: int = FRAMES, split: 
 
     log(f"bench: {len(y)} {split} images, {bundle.root}; {frames} frames timed per path")
     result, backend = _measure(bundle, "fp32", x, y, policy, flops, frames)
+    result["bundle_version"] = bundle.version  # the manifest's digest: `report` checks it is this bundle's
     result["runtime_overhead"] = _overhead(backend, policy, bundle.ok_index, x, frames)
     result["flops"] = {"student_full": int(sum(flops)), "student_stages": flops, "teacher": None}
     result["accuracy"]["teacher"] = None

@@ -49,8 +49,23 @@ def run_demo(workdir, per_class: int = 250, teacher_epochs: int = 10, distill_ep
     if frames:
         frames_result = _frames_demo(work, data, student, timings, quantize_stages, frames, frame_epochs, frame_size)
     summary = _summary(bench, run, timings, _shape(bundle), frames_result)
+    with step(f"{13 if frames else 8}. the report: one HTML page (edge-qwq report)", timings):
+        report = write_demo_report(bundle, work / "bench.json", work / "report.html")
+    summary["report"] = str(report)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    console.print(f"report: {report}", highlight=False, soft_wrap=True)
     return summary
+
+
+def write_demo_report(bundle: Path, bench: Path | None, out: Path) -> Path:
+    """The demo's last step: `edge-qwq report` on its bundle and bench.json (when there is one); the page's
+    path. Warnings are printed, not fatal."""
+    from edge_qwq.report import write_report
+
+    path, warnings = write_report(bundle, out, bench=bench if bench is not None and Path(bench).is_file() else None)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    return path
 
 
 # Whole frames in the demo: sample frames per split (train: hard negatives, fit: the frame threshold,

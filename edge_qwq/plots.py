@@ -110,6 +110,61 @@ def accuracy_per_exit_png(series: dict[str, list[float]]) -> bytes:
     return _png(plt, fig)
 
 
+PRECISION_COLORS = {"int8": "#1f6feb", "int4": "#8250df", "fp16": "#1a7f37", "fp32": "#9aa5b1"}
+
+
+def sensitivity_png(labels: list[str], values: list[float], precisions: list[str],
+                    int4: list[float | None] | None = None, title: str = "Per-layer sensitivity") -> bytes:
+    """One horizontal bar per layer (log scale): the error that layer alone causes when quantized, coloured by
+    the precision the plan gave it; `int4` (where measured) marked as a hollow diamond."""
+    plt, fig, ax = _figure(9.0, max(2.6, 0.24 * len(labels) + 1.4))
+    ys = list(range(len(labels)))[::-1]  # the first layer at the top
+    floor = min([v for v in values if v and v > 0] or [1e-9]) / 2
+    ax.barh(ys, [max(v or 0.0, floor) for v in values], color=[PRECISION_COLORS.get(p, "#9aa5b1") for p in precisions],
+            height=0.7)
+    if int4 and any(v is not None for v in int4):
+        pts = [(v, y) for v, y in zip(int4, ys) if v is not None]
+        ax.scatter([v for v, _ in pts], [y for _, y in pts], marker="D", s=22, facecolors="none",
+                   edgecolors=PRECISION_COLORS["int4"], linewidths=1.3, zorder=5, label="same layer at INT4")
+    ax.set_xscale("log")
+    ax.set_yticks(ys, labels, fontsize=7)
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set_xlabel("relative logit error of the exits, this layer alone quantized (log)")
+    ax.set_title(title)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=PRECISION_COLORS[p], label=f"planned {p}") for p in PRECISION_COLORS if p in precisions]
+    extra = ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles + extra, fontsize=7, loc="lower right")
+    return _png(plt, fig)
+
+
+def stacked_latency_png(rows: list[tuple[str, list[float]]], parts: list[str], budget_ms: float | None = None,
+                        title: str = "Estimated latency per stage", xlabel: str = "ms per frame") -> bytes:
+    """One horizontal bar per row (e.g. a target's mean and worst frame), stacked by part (cut, stage 0, ...),
+    its total written at its end; the budget as a vertical line."""
+    plt, fig, ax = _figure(9.0, max(2.4, 0.42 * len(rows) + 1.5))
+    cmap = plt.get_cmap("tab10")
+    ys = list(range(len(rows)))[::-1]
+    for k, part in enumerate(parts):
+        left = [sum(v[:k]) for _, v in rows]
+        ax.barh(ys, [v[k] if k < len(v) else 0.0 for _, v in rows], left=left, height=0.6, color=cmap(k % 10),
+                label=part)
+    totals = [sum(v) for _, v in rows]
+    top = max(totals + [budget_ms or 0.0]) or 1.0
+    for y, t in zip(ys, totals):
+        note = f" {t:.3g} ms" + (f" ({100 * t / budget_ms:.1f} % of budget)" if budget_ms else "")
+        ax.text(t + top * 0.005, y, note, va="center", fontsize=7)
+    if budget_ms is not None:
+        ax.axvline(budget_ms, color=COLORS["budget"], ls="--", lw=1.5, label=f"budget {budget_ms:g} ms")
+    ax.set_xlim(0, top * 1.3)
+    ax.set_yticks(ys, [label for label, _ in rows], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    return _png(plt, fig)
+
+
 # ---------------------------------------------------------------- the page
 @dataclass
 class Section:
@@ -155,4 +210,5 @@ def _fmt(v) -> str:
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}
 h1{margin-bottom:0}.sub{color:#57606a;margin-top:.3em}section{margin:2em 0}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #d0d7de;padding:.3em .6em;
-text-align:right}th{background:#f6f8fa}img{max-width:100%;display:block;margin:.8em 0}"""
+text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;display:block;margin:.8em 0}"""

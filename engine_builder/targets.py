@@ -14,6 +14,13 @@ Sources:
 - Jetson Orin Nano Series Data Sheet (NVIDIA, DS-11105-001): Orin Nano 8GB GPU 1024 CUDA cores / 32 tensor
   cores at up to 625 MHz, 40 TOPS (sparse INT8, no DLA); LPDDR5 128-bit 68 GB/s. (JetPack 6.2's
   "Super" mode raises this to 1020 MHz / 67 TOPS / 102 GB/s; the estimate keeps the conservative figures.)
+
+A data-centre GPU for comparison only (`edge-qwq plan`; not in `target_names("all")`, so `estimate` and
+`build` stay on the Orins):
+- NVIDIA L4 Tensor Core GPU datasheet (NVIDIA, 2023): 485 INT8 TOPS and 242 FP16 tensor TFLOPS "with
+  sparsity" (dense: half), 30.3 FP32 TFLOPS, 24 GB GDDR6 at 300 GB/s, 72 W, PCIe Gen4 x16 "64 GB/s"
+  (both directions: 32 GB/s each way). A discrete GPU: the tiles cross PCIe (`host_link_gbs`) instead of
+  being copied within the DRAM that an Orin's CPU and GPU share.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ class Target:
     bandwidth_gbs: float  # DRAM, 1e9 bytes/s (shared with the CPU)
     dla_cores: int
     source: str
+    host_link_gbs: float = 0.0  # a discrete GPU's host-to-device link, one way, 1e9 bytes/s; 0: shared DRAM
 
     def peak_flops(self, precision: str) -> float:
         """Peak ops/s for a layer's compute precision ("int8", "fp16", "fp32"; INT4 weights compute in FP16)."""
@@ -50,6 +58,13 @@ TARGETS: dict[str, Target] = {
                         source="Jetson Orin Nano Series Data Sheet DS-11105-001"),
 }
 
+# Compared against, never built for: a data-centre GPU (`edge-qwq plan`).
+COMPARISON_TARGETS: dict[str, Target] = {
+    "l4": Target("l4", "NVIDIA L4 24GB (data-centre PCIe card), 72 W", int8_tops=242.5, fp16_tflops=121.0,
+                 fp32_tflops=30.3, bandwidth_gbs=300.0, dla_cores=0,
+                 source="NVIDIA L4 Tensor Core GPU datasheet (2023)", host_link_gbs=32.0),
+}
+
 # `edge-qwq build --target orin` means: check against the smallest Orin we support.
 ALIASES = {"orin": "orin-nano"}
 
@@ -58,6 +73,8 @@ def get_target(name: str) -> Target:
     from edge_runtime.errors import EdgeError
 
     key = ALIASES.get(name, name)
+    if key in COMPARISON_TARGETS:
+        return COMPARISON_TARGETS[key]
     if key not in TARGETS:
         raise EdgeError(f"unknown target {name!r}; choose one of: {', '.join(TARGETS)} (or 'all')")
     return TARGETS[key]

@@ -20,7 +20,9 @@ def command(workdir, per_class, teacher_epochs, distill_epochs, quantize, frames
     """Sample data -> teacher -> distilled student -> staged ONNX bundle -> quantized stages -> bench
     (JSON) -> decisions on a short video made from val images; then whole camera frames: a tile-mode
     bundle, its frame bench, a conveyor video with changed-tiles-only and one frame drawn with its boxes
-    (WORKDIR/frame_with_boxes.png); then one summary table.
+    (WORKDIR/frame_with_boxes.png); then one summary table, and WORKDIR/report.html (edge-qwq report: the
+    bundle, accuracy per exit, the quantization plan, the latency estimate, the plan and cost), whose path
+    it prints.
 
     The sample data are real texture photographs shipped with scikit-image with synthetic defects.
     Steps whose output already exists in WORKDIR are reused (delete it, or pass --fresh, to redo them).
