@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Refresh the lock: `make lock` resolves pyproject.toml with the extras train,tune,dev to today's newest
+# Refresh the lock: `make lock` resolves pyproject.toml with the extras train,tune,fleet,dev to today's newest
 # versions (pip-compile --upgrade); `make lock LOCK_UPGRADE=` keeps the current pins and only resolves what
 # a pyproject.toml change needs. torch comes from the CPU wheel pip's find-links offer (2.13.0+cpu) and
 # is written as torch==2.13.0; the lock must name no nvidia-*/CUDA/triton package, no file:// URL and no
@@ -37,7 +37,7 @@ $(LOCKVENV)/.installed: $(TOOLS)
 
 lock: $(LOCKVENV)/.installed
 	CUSTOM_COMPILE_COMMAND="make lock" $(LOCKVENV)/bin/pip-compile -q $(LOCK_UPGRADE) \
-	  --extra train,tune,dev --allow-unsafe --strip-extras \
+	  --extra train,tune,fleet,dev --allow-unsafe --strip-extras \
 	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
 	  --output-file $(LOCK) pyproject.toml
 	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' $(LOCK)

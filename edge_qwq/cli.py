@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "Accuracy, exit rates, FLOPs and latency of a bundle vs its teacher (JSON)."),
     "report": ("report", "One self-contained HTML page about a bundle: accuracy, quantization, latency, cost."),
     "run": ("run", "Run a bundle on an image, a folder, a video or a camera; one JSON line per frame."),
+    "collect": ("collect", "Collect many devices' decisions and events from MQTT into one store; status page."),
     "install": ("install", "Install a bundle for the service atomically, keeping the previous ones."),
     "sign": ("sign", "Sign a bundle with the owner's Ed25519 key (devices load only signed bundles)."),
     "demo": ("demo", "Run the whole pipeline on sample data, end to end, on the CPU."),

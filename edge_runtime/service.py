@@ -83,6 +83,13 @@ class ServiceConfig:
     http_token_file: str | None = None  # --http: a file holding a bearer token; all but /healthz /readyz ask for it
     stall_timeout: float = 30.0  # no decision this long while the source is up: /healthz fails, no WATCHDOG=1 (0: off)
     trusted_key: str | None = None  # an Ed25519 public key: load (and roll back to) only bundles it signed
+    mqtt: str | None = None  # mqtt[s]://HOST[:PORT]/PREFIX: publish the store (the outbox) there (needs store)
+    device_name: str | None = None  # the MQTT topic level naming this device (default: the host name)
+    mqtt_qos: int = 1
+    mqtt_tls_ca: str | None = None
+    mqtt_user: str | None = None
+    mqtt_password_file: str | None = None
+    mqtt_rate: float = 200.0  # messages a second at most (a backlog drains at this rate)
     handle_signals: bool = True  # SIGTERM/SIGINT stop the loop (main thread only)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -111,8 +118,10 @@ class Service:
         # the model in use and its monitor: set by the ActiveModel at every load (_switched), read per frame
         self.model: DynamicInference | None = None
         self.health: HealthMonitor | None = None
-        self.source = self.store = self.evidence = self.http = None
+        self.source = self.store = self.evidence = self.http = self.mqtt = None
         self.source_name = redact_url(config.source)  # shown and stored: credentials never leave the process
+        self._mqtt_target = self._parse_mqtt()  # a malformed URL, an unreadable password file: one line, now
+        self._mark_at = 0.0
         bundle_dir, install_root = installer.resolve(config.bundle)
         inference = InferenceConfig(backend=config.backend, precision=config.precision,
                                     early_exit=config.early_exit, early_exit_ok=config.early_exit_ok,
@@ -198,6 +207,8 @@ class Service:
             self.evidence = EvidenceWriter(self.cfg.evidence, self.cfg.evidence_budget_mb)  # budget > disk
         self.store = self._open_store()
         stack.callback(self.store.close)  # last decisions committed on every way out
+        if self._mqtt_target is not None:
+            self._start_mqtt(stack)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.source_name,
                                 "input_mode": "tile" if self.tiled else "resize"})
@@ -208,6 +219,54 @@ class Service:
         from edge_runtime.store import DecisionStore
 
         return DecisionStore(self.cfg.store, jsonl=self.cfg.jsonl)
+
+    def _parse_mqtt(self):
+        if not self.cfg.mqtt:
+            return None
+        from edge_runtime.mqtt import MqttError, check_device_name, parse_mqtt_url
+
+        if not self.cfg.store:
+            raise MqttError("--mqtt needs --store: the store is the outbox that decisions and events are sent from")
+        if self.cfg.device_name is not None:
+            check_device_name(self.cfg.device_name)
+        return parse_mqtt_url(self.cfg.mqtt, user=self.cfg.mqtt_user, password_file=self.cfg.mqtt_password_file,
+                              tls_ca=self.cfg.mqtt_tls_ca, qos=self.cfg.mqtt_qos)
+
+    def _start_mqtt(self, stack: ExitStack) -> None:
+        """The outbox's publisher (its own thread, its own read connection); at the end, the last acknowledged
+        ids are marked sent before the store closes (callbacks run last-in, first-out)."""
+        from edge_runtime.mqtt import Publisher
+
+        self.store.flush()  # the "started" event and anything pending: committed, so the publisher sees them
+        self.mqtt = Publisher(self.store.path, self._mqtt_target, device=self.cfg.device_name,
+                              model_version=lambda: self.model.bundle.version if self.model else None,
+                              rate=self.cfg.mqtt_rate).start()
+        stack.callback(self._close_mqtt)
+        print(f"edge-qwq: publishing to {self.mqtt.target.shown} as {self.mqtt.topics['decisions'].rsplit('/', 1)[0]}"
+              "/{decisions,events,status}", file=sys.stderr, flush=True)
+
+    def _close_mqtt(self) -> None:
+        try:
+            self.store.flush()  # the last decisions: committed, so that the drain may still send them
+        finally:
+            self.mqtt.close()
+        from edge_runtime.store import StoreError
+
+        try:
+            self._mark_sent(force=True)
+        except StoreError:  # the store failed already (that error is the one to report): they are sent again
+            pass
+
+    def _mark_sent(self, now: float | None = None, force: bool = False) -> None:
+        """The rows the broker acknowledged: sent_at through the store's writer, every MARK_EVERY_S."""
+        from edge_runtime.mqtt import MARK_EVERY_S
+
+        now = time.monotonic() if now is None else now
+        if not force and now < self._mark_at:
+            return
+        self._mark_at = now + MARK_EVERY_S
+        for table, ids in self.mqtt.take_acked().items():
+            self.store.mark_sent(table, ids)
 
     def _switched(self, model: DynamicInference, health: HealthMonitor) -> None:
         """A model was loaded (start, rollback, fallback): decide with it from the next frame on. In tile
@@ -352,6 +411,8 @@ class Service:
         done = self.store.maybe_commit(self._beat)
         if done:
             self.metrics.stored.inc(len(done))
+        if self.mqtt is not None:
+            self._mark_sent(self._beat)
         self.metrics.sync_source(self.source.stats)
         self._watch_source(self._beat)
         if self.active.rollback_reason:
@@ -532,5 +593,6 @@ class Service:
                 "dir": str(self.evidence.root), "used_bytes": self.evidence.used, "saved": self.evidence.saved,
                 "deleted_oldest": self.evidence.deleted, "paused": self.evidence.paused_reason},
             "health": health,
+            "mqtt": self.mqtt.status() if self.mqtt is not None else None,
             "events": list(self.events)[-20:],
         }

@@ -9,6 +9,12 @@ transaction committed, so whatever was reported survives a kill -9 or a power cu
 Commits are batched by count and time, which keeps the store off the per-frame critical path.
 In tile mode a row also carries `defects` (the boxes) and `tiles` (what the tiles cost): JSON text in
 SQLite, plain JSON in the JSON lines; NULL (absent) otherwise. Older stores are migrated in place (`migrate`).
+
+The store is also the outbox of `edge_runtime.mqtt`: `sent_at` (decisions and events) stays NULL until the
+broker acknowledged the row, and only this writer sets it (`mark_sent`, called by the service loop with the ids
+the publisher thread collected), so the publisher never competes with the writer for SQLite's write lock.
+Rows of a store made before the outbox existed are marked `sent_at = 0` by the migration ("predates the
+outbox"): enabling --mqtt on an old store sends what comes next, not its whole history.
 """
 from __future__ import annotations
 
@@ -28,18 +34,27 @@ from edge_runtime.errors import EdgeError
 COLUMNS = ("time", "frame_id", "source", "label", "confidence", "exit", "latency_ms", "model_version",
            "reused", "evidence", "defects", "tiles")
 JSON_COLUMNS = ("defects", "tiles")  # stored as JSON text; NULL outside tile mode
-SCHEMA_VERSION = 2  # PRAGMA user_version. 1 (or 0: stores made before it was kept): no defects, tiles
+SCHEMA_VERSION = 3  # PRAGMA user_version. 1 (or 0: stores made before it was kept): no defects, tiles;
+#                     2: no sent_at (the MQTT outbox)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, frame_id INTEGER NOT NULL,
     source TEXT NOT NULL, label TEXT NOT NULL, confidence REAL NOT NULL, exit INTEGER NOT NULL,
     latency_ms REAL NOT NULL, model_version TEXT NOT NULL, reused INTEGER NOT NULL, evidence TEXT,
-    defects TEXT, tiles TEXT);
+    defects TEXT, tiles TEXT, sent_at REAL);
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+    sent_at REAL);
 """
-# columns added since the first schema: (name, SQL type); an older store gets them (NULL in its old rows)
-ADDED_COLUMNS = (("defects", "TEXT"), ("tiles", "TEXT"))
+# the outbox's reading order: unsent rows by id, without scanning what was sent (made after `migrate`)
+OUTBOX_INDEXES = """
+CREATE INDEX IF NOT EXISTS decisions_unsent ON decisions(id) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS events_unsent ON events(id) WHERE sent_at IS NULL;
+"""
+OUTBOX_TABLES = ("decisions", "events")
+# columns added since the first schema: (table, name, SQL type, value for the rows already there)
+ADDED_COLUMNS = (("decisions", "defects", "TEXT", None), ("decisions", "tiles", "TEXT", None),
+                 ("decisions", "sent_at", "REAL", 0), ("events", "sent_at", "REAL", 0))
 
 
 class StoreError(EdgeError):
@@ -70,6 +85,7 @@ class DecisionStore:
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.executescript(SCHEMA)
             migrate(self.db)
+            self.db.executescript(OUTBOX_INDEXES)
         except sqlite3.Error as e:
             self._unlock()
             raise _db_error(self.path, e) from None
@@ -134,6 +150,22 @@ class DecisionStore:
             raise _db_error(self.path, e) from None
         self.flush()
 
+    def mark_sent(self, table: str, ids: list[int], when: float | None = None) -> None:
+        """The broker acknowledged these rows (the MQTT outbox): set their sent_at and commit, with the
+        pending decisions. Called by the service loop only: the store has one writer."""
+        if table not in OUTBOX_TABLES:
+            raise ValueError(f"no outbox table {table!r}")
+        if not ids:
+            return
+        t = time.time() if when is None else when
+        try:
+            self.db.executemany(f"UPDATE {table} SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
+                                [(t, i) for i in ids])
+        except sqlite3.Error as e:
+            self.db.rollback()
+            raise _db_error(self.path, e) from None
+        self.flush()
+
     def events(self, limit: int = 100) -> list[dict]:
         rows = self.db.execute("SELECT id, time, kind, detail FROM events ORDER BY id DESC LIMIT ?", (limit,))
         return [{"id": i, "time": t, "kind": k, "detail": json.loads(d)} for i, t, k, d in rows][::-1]
@@ -176,13 +208,16 @@ def writer_lock(path: Path):
 
 def migrate(db: sqlite3.Connection) -> None:
     """Bring a store made by an older edge-qwq to SCHEMA_VERSION: add the columns it lacks (nullable, so
-    its rows stay as they were and older readers, which name their columns, still work)."""
+    older readers, which name their columns, still work); its rows keep their values, and sent_at = 0 (they
+    predate the MQTT outbox: never published)."""
     if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
-    have = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
-    for name, sql_type in ADDED_COLUMNS:
+    for table, name, sql_type, old_rows in ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if name not in have:
-            db.execute(f"ALTER TABLE decisions ADD COLUMN {name} {sql_type}")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+            if old_rows is not None:
+                db.execute(f"UPDATE {table} SET {name} = ?", (old_rows,))
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.commit()
 

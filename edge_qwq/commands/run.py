@@ -80,10 +80,27 @@ from edge_qwq.commands import finite
 @click.option("--heatmap", is_flag=True,
               help="Tile mode, service: lay the tile defect scores over /latest.jpg and the evidence JPEGs, "
                    "under the defect boxes.")
+@click.option("--mqtt", default=None, metavar="mqtt[s]://HOST[:PORT]/PREFIX",
+              help="Publish every stored decision and event to this MQTT broker (needs --store: the store is the "
+                   "outbox; a row is marked sent once the broker acknowledged it, so nothing is lost while the "
+                   "broker or the network is down). Topics: PREFIX/DEVICE/decisions, /events, /status (retained, "
+                   "with a last will). Port 1883 (8883 for mqtts://).")
+@click.option("--device-name", default=None, metavar="NAME",
+              help="--mqtt: this device's topic level (default: the host name).")
+@click.option("--mqtt-qos", default=1, show_default=True, type=click.IntRange(0, 1),
+              help="--mqtt: QoS of decisions and events (1: at least once, marked sent on PUBACK).")
+@click.option("--mqtt-tls-ca", default=None, type=click.Path(dir_okay=False), metavar="CA.pem",
+              help="--mqtt: CA certificate of the broker (turns TLS on).")
+@click.option("--mqtt-user", default=None, metavar="USER", help="--mqtt: user name.")
+@click.option("--mqtt-password-file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="--mqtt: a file holding the password (never on the command line, never shown).")
+@click.option("--mqtt-rate", default=200.0, show_default=True, type=finite(0.0, None, min_open=True),
+              metavar="MSG/S", help="--mqtt: messages a second at most (a backlog drains at this rate).")
 def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_frames, store, jsonl, http,
             evidence, evidence_budget_mb, reuse_window, reuse_threshold, shadow_rate, connect_timeout, threads,
             full_res_frames, tiling, tile_overlap, roi, frame_threshold, tile_map, heatmap, trusted_key,
-            http_token_file, stall_timeout):
+            http_token_file, stall_timeout, mqtt, device_name, mqtt_qos, mqtt_tls_ca, mqtt_user, mqtt_password_file,
+            mqtt_rate):
     """Run BUNDLE on SOURCE and print one JSON decision per frame.
 
     SOURCE: an image, a folder, a video file, v4l2:///dev/video0, csi://0, rtsp://... or http://... (MJPEG).
@@ -102,6 +119,12 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
     """
     if http_token_file and not http:
         raise click.UsageError("--http-token-file needs --http")
+    if mqtt and not store:
+        raise click.UsageError("--mqtt needs --store: the store is the outbox that decisions and events are sent from")
+    mqtt_only = {"--device-name": device_name, "--mqtt-tls-ca": mqtt_tls_ca, "--mqtt-user": mqtt_user,
+                 "--mqtt-password-file": mqtt_password_file}
+    if not mqtt and any(v is not None for v in mqtt_only.values()):
+        raise click.UsageError(f"{next(k for k, v in mqtt_only.items() if v is not None)} needs --mqtt")
     backend = _engines_for(bundle, backend)
     if store or http:
         from edge_runtime.service import Service, ServiceConfig
@@ -114,7 +137,9 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
                             full_res_frames=full_res_frames, tiling=tiling, tile_overlap=tile_overlap, roi=roi,
                             reuse_threshold=reuse_threshold, frame_threshold=frame_threshold, heatmap=heatmap,
                             tile_map=tile_map, trusted_key=trusted_key, http_token_file=http_token_file,
-                            stall_timeout=stall_timeout)
+                            stall_timeout=stall_timeout, mqtt=mqtt, device_name=device_name, mqtt_qos=mqtt_qos,
+                            mqtt_tls_ca=mqtt_tls_ca, mqtt_user=mqtt_user, mqtt_password_file=mqtt_password_file,
+                            mqtt_rate=mqtt_rate)
         Service(cfg).run()
         return
     from edge_runtime.inference import DynamicInference, InferenceConfig

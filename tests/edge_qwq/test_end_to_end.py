@@ -60,3 +60,10 @@ def test_demo_runs_every_step_and_writes_the_contract(tmp_path, capsys):
 
     png = cv2.imread(summary["frames"]["png"])
     assert png is not None and png.shape[:2] == (192, 256)
+
+    # the last step: the report, its path printed (issue 14)
+    report = work / "report.html"
+    assert summary["report"] == str(report) and report.is_file()
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 5 and "http://" not in page and "https://" not in page
+    assert f"report: {report}" in capsys.readouterr().err
