@@ -95,16 +95,19 @@ def _json_text(v) -> str | None:
     return json.dumps(v, separators=(",", ":"))
 
 
-def decision_row(device: str, payload: dict, received: float) -> dict:
-    """A decision message's JSON -> a row of `decisions`; ValueError when it lacks what the table needs."""
+def _key(payload, what: str, name: str) -> tuple[int, float, str]:
+    """(id, time, payload[name]) of a message; ValueError when one is missing or of the wrong type."""
     if not isinstance(payload, dict):
         raise ValueError("not a JSON object")
     try:
-        row_id = int(payload["id"])
-        when = float(payload["time"])
-        label = str(payload["label"])
+        return int(payload["id"]), float(payload["time"]), str(payload[name])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"a decision needs integer id, time and label ({e})") from None
+        raise ValueError(f"{what} needs integer id, time and {name} ({e})") from None
+
+
+def decision_row(device: str, payload: dict, received: float) -> dict:
+    """A decision message's JSON -> a row of `decisions`; ValueError when it lacks what the table needs."""
+    row_id, when, label = _key(payload, "a decision", "label")
 
     def num(key, kind):
         v = payload.get(key)
@@ -128,14 +131,7 @@ def decision_row(device: str, payload: dict, received: float) -> dict:
 
 
 def event_row(device: str, payload: dict, received: float) -> dict:
-    if not isinstance(payload, dict):
-        raise ValueError("not a JSON object")
-    try:
-        row_id = int(payload["id"])
-        when = float(payload["time"])
-        kind = str(payload["kind"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"an event needs integer id, time and kind ({e})") from None
+    row_id, when, kind = _key(payload, "an event", "kind")
     detail = payload.get("detail")
     return {"device": device, "id": row_id, "time": when, "kind": kind,
             "detail": _json_text(detail) if detail is not None else "{}", "received": received}

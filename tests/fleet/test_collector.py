@@ -18,6 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet.collector import Collector, parse_mqtt_url
+from tests.edge_runtime.service_helpers import wait_for as _wait_for
 from fleet.store import CentralStore
 
 pytestmark = pytest.mark.timeout(90)
@@ -55,13 +56,8 @@ class Publisher:
         self.c.loop_stop()
 
 
-def wait_for(cond, timeout: float = 20.0, what: str = "condition") -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(cond, timeout: float = 20.0, what: str = "condition"):
+    return _wait_for(cond, timeout, what=what)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from fleet.collector import Collector
 from fleet.collector import parse_mqtt_url as collector_url
 from fleet.store import CentralStore
+from tests.edge_runtime.service_helpers import wait_for
 
 mqtt = pytest.importorskip("edge_runtime.mqtt", reason="the device publisher (edge_runtime/mqtt.py) is not here")
 pytestmark = pytest.mark.timeout(90)
@@ -22,12 +23,7 @@ def _row(i: int, label: str) -> dict:
 
 
 def _wait(cond, timeout=30.0, what="condition"):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(cond, timeout, what=what)
 
 
 def test_two_device_publishers_one_collector(mosquitto_url, tmp_path):
