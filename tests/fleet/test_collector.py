@@ -339,11 +339,13 @@ def test_burst_beyond_the_broker_queue_limit(mosquitto_url, prefix, tmp_path):
         col = start_collector(mosquitto_url, prefix, store, cid)
         burst(1001, 5001)
         wait_for(lambda: store.count("decisions") == 5000, timeout=40, what="all 5000")
+        stored = store.count("decisions", "line3-a"), store.count("decisions", "line3-b")
     finally:
         pub.close()
         if col is not None:
             col.close()
         store.close()
+    assert stored == (2500, 2500)
 
 
 def test_one_batch_with_duplicates_counts_once(tmp_path):
