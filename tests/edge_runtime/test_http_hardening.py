@@ -144,7 +144,8 @@ def test_idle_and_slow_sockets_are_capped_and_closed_and_metrics_still_answers()
     try:
         socks = half_open(api.port, 100)
         wait_for(lambda: api.server.accepted >= 100, 5, what="the idle sockets accepted")
-        assert api.server.open_connections <= 16 and api.server.evicted >= 84
+        # over the cap, idle sockets are evicted; on a slow machine some reach the 1 s timeout first
+        assert api.server.open_connections <= 16 and api.server.evicted + api.server.timed_out >= 84
         code, took = timed_get(base + "/metrics")
         assert code == 200 and took < 0.5, took
 
