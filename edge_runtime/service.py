@@ -51,6 +51,7 @@ from edge_runtime.reuse import FrameReuse
 from edge_runtime.sinks import Sink, StdoutSink
 from edge_runtime.sources import redact_url, EndOfStream, Frame
 
+REJECT_SAY_S = 10.0  # s between two lines about failed or late rejects
 READY_GRACE = 2.0  # s READY=1 may wait for a live source's first frame (then it says "waiting for source")
 
 
@@ -90,6 +91,9 @@ class ServiceConfig:
     mqtt_user: str | None = None
     mqtt_password_file: str | None = None
     mqtt_rate: float = 200.0  # messages a second at most (a backlog drains at this rate)
+    reject: str | None = None  # gpio:CHIP:LINE[:active_low], http://GATEWAY/PATH or fake-gpio:FILE (needs store)
+    reject_delay_ms: float = 400.0  # capture to ejector: the part's travel time
+    reject_pulse_ms: float = 50.0
     handle_signals: bool = True  # SIGTERM/SIGINT stop the loop (main thread only)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -121,6 +125,9 @@ class Service:
         self.source = self.store = self.evidence = self.http = self.mqtt = None
         self.source_name = redact_url(config.source)  # shown and stored: credentials never leave the process
         self._mqtt_target = self._parse_mqtt()  # a malformed URL, an unreadable password file: one line, now
+        self._reject_spec = self._parse_reject()
+        self.rejects = None  # the RejectScheduler, with --reject
+        self._reject_said = 0.0  # when a failed or late reject was last said (one line per REJECT_SAY_S)
         self._mark_at = 0.0
         bundle_dir, install_root = installer.resolve(config.bundle)
         inference = InferenceConfig(backend=config.backend, precision=config.precision,
@@ -209,6 +216,8 @@ class Service:
         stack.callback(self.store.close)  # last decisions committed on every way out
         if self._mqtt_target is not None:
             self._start_mqtt(stack)
+        if self._reject_spec is not None:
+            self._start_rejects(stack)
         self._event("started", {"bundle": str(self.bundle_dir), "model_version": self.model.bundle.version,
                                 "precision": self.model.precision, "source": self.source_name,
                                 "input_mode": "tile" if self.tiled else "resize"})
@@ -231,6 +240,66 @@ class Service:
             check_device_name(self.cfg.device_name)
         return parse_mqtt_url(self.cfg.mqtt, user=self.cfg.mqtt_user, password_file=self.cfg.mqtt_password_file,
                               tls_ca=self.cfg.mqtt_tls_ca, qos=self.cfg.mqtt_qos)
+
+    def _parse_reject(self):
+        if not self.cfg.reject:
+            return None
+        from edge_runtime.reject.spec import RejectError, check_timing, parse_reject
+
+        if not self.cfg.store:
+            raise RejectError("--reject needs --store: every reject is recorded there with its scheduled and "
+                              "actual times")
+        check_timing(self.cfg.reject_delay_ms, self.cfg.reject_pulse_ms)
+        return parse_reject(self.cfg.reject)
+
+    def _start_rejects(self, stack: ExitStack) -> None:
+        """The reject worker (its own process: it opens the output now; a chip or line that does not exist
+        is one line before any frame). At the end it fires what is scheduled, and the results are recorded
+        before the store closes (callbacks run last-in, first-out)."""
+        from edge_runtime.reject.scheduler import RejectScheduler
+
+        n = self.store.close_unconfirmed_rejects()
+        if n:
+            self._event("rejects_unconfirmed", {"count": n, "why": "the previous run stopped before they were "
+                                                "confirmed"})
+        self.rejects = RejectScheduler(self._reject_spec, self.cfg.reject_delay_ms, self.cfg.reject_pulse_ms).start()
+        stack.callback(self._close_rejects)
+        print(f"edge-qwq: rejecting defects on {self._reject_spec.shown} ({self.rejects.api}) "
+              f"{self.cfg.reject_delay_ms:g} ms after capture, {self.cfg.reject_pulse_ms:g} ms pulse",
+              file=sys.stderr, flush=True)
+
+    def _close_rejects(self) -> None:
+        self.rejects.close()
+        self._record_rejects(time.monotonic())
+
+    def _reject(self, frame: Frame, d: Decision) -> int:
+        """Schedule the reject of a defect frame: `delay` after its capture, whenever the decision came;
+        returns the reject's id (its row is added with the decision's)."""
+        rid = self.store.new_reject_id()
+        due = frame.mono + self.rejects.delay_s
+        self.rejects.schedule(rid, due, {"frame_id": frame.id, "label": d.label,
+                                         "confidence": round(d.confidence, 5), "source": self.source_name,
+                                         "model_version": d.model_version,
+                                         "scheduled_at": frame.time + self.rejects.delay_s})
+        return rid
+
+    def _record_rejects(self, now: float) -> None:
+        """What the reject worker reported, into the store; failed or late rejects said (one line and one
+        event per REJECT_SAY_S at most), and the worker's own warnings."""
+        results = self.rejects.take_results()
+        self.store.update_rejects(results)
+        for w in self.rejects.take_warnings():
+            print(f"edge-qwq: warning: {w}", file=sys.stderr, flush=True)
+            self._event("reject_output", {"warning": w})
+        bad = [r for r in results if not r.get("ok") or r.get("late")]
+        if bad and now >= self._reject_said:
+            self._reject_said = now + REJECT_SAY_S
+            last = bad[-1]
+            why = last.get("error") or f"fired {last['error_ms']:.1f} ms after its due time (the decision came late)"
+            print(f"edge-qwq: warning: reject {last['id']} {'failed' if not last.get('ok') else 'late'}: {why} "
+                  f"({self.rejects.failed} failed, {self.rejects.late} late so far)", file=sys.stderr, flush=True)
+            self._event("reject_failed" if not last.get("ok") else "reject_late",
+                        {"id": last["id"], "why": why, "failed": self.rejects.failed, "late": self.rejects.late})
 
     def _start_mqtt(self, stack: ExitStack) -> None:
         """The outbox's publisher (its own thread, its own read connection); at the end, the last acknowledged
@@ -355,6 +424,7 @@ class Service:
                     self._count_tiles(d.tiles["stage_tiles"])
         else:
             d = replace(d, latency_ms=(time.perf_counter() - t0) * 1e3)
+        reject_id = self._reject(frame, d) if d.is_defect and self.rejects is not None else None
         grid = tiled.grid_for(frame.image) if tiled is not None else None  # cached: one per frame size
         evidence = self._save_evidence(frame, d, grid) if d.is_defect else None
         row = {"time": time.time(), "frame_id": frame.id, "source": self.source_name, "label": d.label,
@@ -366,7 +436,10 @@ class Service:
             row["tiles"] = d.tiles
         if self.cfg.tile_map and d.tile_map is not None:
             row["tile_map"] = d.tile_map  # JSON lines only: the store has no column for it
-        self.store.add(row)
+        row = self.store.add(row)
+        if reject_id is not None:
+            self.store.add_reject({"id": reject_id, "decision_id": row["id"], "frame_id": frame.id,
+                                   "output": self._reject_spec.shown, "scheduled_at": frame.time + self.rejects.delay_s})
         self._latest = (frame.image, d, grid)
         self.frames += 1
         self._latency.append(d.latency_ms)
@@ -413,6 +486,8 @@ class Service:
             self.metrics.stored.inc(len(done))
         if self.mqtt is not None:
             self._mark_sent(self._beat)
+        if self.rejects is not None:
+            self._record_rejects(self._beat)
         self.metrics.sync_source(self.source.stats)
         self._watch_source(self._beat)
         if self.active.rollback_reason:
@@ -594,5 +669,6 @@ class Service:
                 "deleted_oldest": self.evidence.deleted, "paused": self.evidence.paused_reason},
             "health": health,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
+            "reject": self.rejects.status() if self.rejects is not None else None,
             "events": list(self.events)[-20:],
         }

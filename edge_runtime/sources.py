@@ -52,7 +52,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -91,6 +91,7 @@ class Frame:
     tensor: np.ndarray | None = None  # the model input, when the source was given a `prepare` function
     prep_ms: float = 0.0  # time `prepare` took (in the decode thread)
     alt_tensor: np.ndarray | None = None  # a DecodeCheck's frame: the model input from the reduced-scale decode
+    mono: float = field(default_factory=time.monotonic)  # the same instant as `time`, on CLOCK_MONOTONIC
 
 
 @dataclass

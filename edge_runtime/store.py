@@ -34,8 +34,8 @@ from edge_runtime.errors import EdgeError
 COLUMNS = ("time", "frame_id", "source", "label", "confidence", "exit", "latency_ms", "model_version",
            "reused", "evidence", "defects", "tiles")
 JSON_COLUMNS = ("defects", "tiles")  # stored as JSON text; NULL outside tile mode
-SCHEMA_VERSION = 3  # PRAGMA user_version. 1 (or 0: stores made before it was kept): no defects, tiles;
-#                     2: no sent_at (the MQTT outbox)
+SCHEMA_VERSION = 4  # PRAGMA user_version. 1 (or 0: stores made before it was kept): no defects, tiles;
+#                     2: no sent_at (the MQTT outbox); 3: no rejects table (created by SCHEMA)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, frame_id INTEGER NOT NULL,
@@ -45,7 +45,15 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
     sent_at REAL);
+CREATE TABLE IF NOT EXISTS rejects (
+    id INTEGER PRIMARY KEY, decision_id INTEGER NOT NULL, frame_id INTEGER NOT NULL, output TEXT NOT NULL,
+    scheduled_at REAL NOT NULL, fired_at REAL, error_ms REAL, status TEXT NOT NULL, detail TEXT);
 """
+# rejects.status: "scheduled" (sent to the reject worker), then "fired" (within LATE_MS of scheduled_at),
+# "late" (fired later: the decision came after its due time), "failed" (detail says why), or "unconfirmed"
+# (the service stopped before the worker confirmed it: set when the store is opened again).
+# Times are wall-clock seconds; error_ms = fired - scheduled (the worker's monotonic clock).
+REJECT_COLUMNS = ("id", "decision_id", "frame_id", "output", "scheduled_at", "status")
 # the outbox's reading order: unsent rows by id, without scanning what was sent (made after `migrate`)
 OUTBOX_INDEXES = """
 CREATE INDEX IF NOT EXISTS decisions_unsent ON decisions(id) WHERE sent_at IS NULL;
@@ -94,7 +102,10 @@ class DecisionStore:
             raise StoreError(f"{self.path}: cannot create the decision store ({e.strerror})") from None
         self._jsonl = self._open_jsonl(jsonl)
         self._next_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0] + 1
+        self._next_reject = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rejects").fetchone()[0] + 1
         self._pending: list[dict] = []
+        self._pending_rejects: list[dict] = []
+        self._reject_updates: list[tuple] = []  # (fired_at, error_ms, status, detail, id)
         self._last_commit = time.monotonic()
         self.stored = 0
         self.last_id = 0
@@ -115,8 +126,8 @@ class DecisionStore:
 
     def maybe_commit(self, now: float | None = None) -> list[dict]:
         now = time.monotonic() if now is None else now
-        if len(self._pending) >= self.commit_every or (self._pending and now - self._last_commit
-                                                        >= self.commit_interval_s):
+        waiting = self._pending or self._reject_updates
+        if len(self._pending) >= self.commit_every or (waiting and now - self._last_commit >= self.commit_interval_s):
             return self.flush()
         return []
 
@@ -126,11 +137,17 @@ class DecisionStore:
             self.db.executemany(f"INSERT INTO decisions (id, {', '.join(COLUMNS)}) VALUES "
                                 f"(?, {', '.join('?' * len(COLUMNS))})",
                                 [[r["id"]] + [_value(r, c) for c in COLUMNS] for r in self._pending])
+            self.db.executemany(f"INSERT INTO rejects ({', '.join(REJECT_COLUMNS)}) VALUES "
+                                f"({', '.join('?' * len(REJECT_COLUMNS))})",
+                                [[r[c] for c in REJECT_COLUMNS] for r in self._pending_rejects])
+            self.db.executemany("UPDATE rejects SET fired_at = ?, error_ms = ?, status = ?, detail = ? WHERE id = ?",
+                                self._reject_updates)
             self.db.commit()
         except sqlite3.Error as e:
             self.db.rollback()  # nothing half-inserted: the pending rows stay pending, ids unique on retry
             raise _db_error(self.path, e) from None
         self._last_commit = time.monotonic()
+        self._pending_rejects, self._reject_updates = [], []
         done, self._pending = self._pending, []
         if done:
             self.stored += len(done)
@@ -165,6 +182,36 @@ class DecisionStore:
             self.db.rollback()
             raise _db_error(self.path, e) from None
         self.flush()
+
+    def new_reject_id(self) -> int:
+        """An id for a reject about to be scheduled (before its decision is added: timing comes first)."""
+        rid, self._next_reject = self._next_reject, self._next_reject + 1
+        return rid
+
+    def add_reject(self, row: dict) -> None:
+        """Queue a scheduled reject ({id, decision_id, frame_id, output, scheduled_at}) for the next commit,
+        in the same transaction as its decision."""
+        self._pending_rejects.append({**row, "status": "scheduled"})
+
+    def update_rejects(self, results: list[dict]) -> None:
+        """What the reject worker reported (fired, when, how far from its due time; late; failed), applied
+        at the next commit, after the inserts (a short delay may confirm a reject before its row is in)."""
+        self._reject_updates += [
+            (r.get("wall"), None if r.get("error_ms") is None else round(r["error_ms"], 4),
+             "failed" if not r.get("ok") else "late" if r.get("late") else "fired", r.get("error"), r["id"])
+            for r in results]
+
+    def close_unconfirmed_rejects(self) -> int:
+        """Rejects a previous run scheduled but never saw confirmed (it was stopped or killed first):
+        marked "unconfirmed"; returns how many."""
+        try:
+            n = self.db.execute("UPDATE rejects SET status = 'unconfirmed', detail = 'the service stopped before "
+                                "the reject worker confirmed it' WHERE status = 'scheduled'").rowcount
+            self.db.commit()
+        except sqlite3.Error as e:
+            self.db.rollback()
+            raise _db_error(self.path, e) from None
+        return n
 
     def events(self, limit: int = 100) -> list[dict]:
         rows = self.db.execute("SELECT id, time, kind, detail FROM events ORDER BY id DESC LIMIT ?", (limit,))

@@ -3,16 +3,20 @@
 #   sudo jetson/install.sh [--prefix /opt/edge-qwq] [--bundle DIR] [--no-packages] [--no-service] [--dry-run]
 #                          [--source URI] [--http HOST:PORT] [--allow ADDR]... [--device DEV]...
 #                          [--token | --no-token] [--args 'OPTIONS']
+#                          [--mqtt URL] [--device-name NAME] [--mqtt-user USER] [--mqtt-password-file FILE]
+#                          [--mqtt-tls-ca FILE] [--reject SPEC] [--reject-delay-ms MS] [--reject-pulse-ms MS]
 # 1. packages: a virtualenv in PREFIX/venv that sees JetPack's TensorRT Python bindings, with pycuda and
 #    edge-qwq (--no-packages: keep the installed ones);
-# 2. the system user edge-qwq (groups video, gpio where it exists, and those of the --device nodes) and its
-#    state folder /var/lib/edge-qwq;
+# 2. the group gpio (groupadd -f -r gpio) and the udev rule /etc/udev/rules.d/60-edge-qwq-gpio.rules that gives
+#    it the GPIO chips (/dev/gpiochip*, 0660) for a reject output; the system user edge-qwq (groups video,
+#    gpio and those of the --device nodes) and its state folder /var/lib/edge-qwq;
 # 3. --bundle DIR: installs that bundle (from edge-qwq build) into /var/lib/edge-qwq as the user;
 # 4. --token: a random HTTP token in /etc/edge-qwq/http-token (root:edge-qwq 0640), kept if it is there;
 # 5. the hardened unit edge-qwq.service and its site drop-in, written by write-dropin.sh from
 #    /etc/edge-qwq/site.conf (0600); the site options here (see write-dropin.sh --help) replace those settings
-#    there, or make the file; the camera source goes into /etc/edge-qwq/site.env (0600 root:root), not into
-#    the drop-in; then enables the service and restarts it if it runs.
+#    there, or make the file; the camera source and the outputs (--mqtt ..., --reject ...) go into
+#    /etc/edge-qwq/site.env (0600 root:root), not into the drop-in; then enables the service and restarts it
+#    if it runs.
 # --dry-run prints the commands and files and changes nothing. Safe to run again (it updates).
 set -euo pipefail
 
@@ -36,7 +40,8 @@ while [ $# -gt 0 ]; do
     --token) TOKEN=1; shift ;;
     --no-token) SITE_OPTS+=(--no-token); shift ;;
     --device) need "$@"; DEVICES+=("$2"); SITE_OPTS+=("$1" "$2"); shift 2 ;;
-    --source|--http|--allow|--args) need "$@"; SITE_OPTS+=("$1" "$2"); shift 2 ;;
+    --source|--http|--allow|--args|--mqtt|--device-name|--mqtt-user|--mqtt-password-file|--mqtt-tls-ca|--reject\
+    |--reject-delay-ms|--reject-pulse-ms) need "$@"; SITE_OPTS+=("$1" "$2"); shift 2 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -88,7 +93,8 @@ fi
 if [ "$PACKAGES" -eq 1 ]; then
   say "system packages (TensorRT Python bindings, build tools for pycuda)"
   run apt-get update
-  run apt-get install -y python3-venv python3-dev python3-pip build-essential python3-libnvinfer
+  # python3-libgpiod: the reject output on a GPIO line; gpiod: gpiodetect, gpioinfo, gpioset to check its wiring
+  run apt-get install -y python3-venv python3-dev python3-pip build-essential python3-libnvinfer python3-libgpiod gpiod
   export CUDA_ROOT=/usr/local/cuda PATH="/usr/local/cuda/bin:$PATH"
   [ "$DRY" -eq 1 ] || [ -x /usr/local/cuda/bin/nvcc ] \
     || die "CUDA toolkit not found in /usr/local/cuda: install it with 'sudo apt-get install nvidia-jetpack'"
@@ -117,10 +123,18 @@ if [ "$SERVICE" -eq 0 ]; then
   exit 0
 fi
 
-say "user $USER_NAME and $STATE"
-# Groups: the cameras (video), the GPIO chips (gpio, made by JetPack), and whatever group owns a --device node.
-groups=video
-getent group gpio >/dev/null 2>&1 && groups="$groups,gpio"
+say "group gpio and its udev rule, user $USER_NAME and $STATE"
+# The GPIO chips of a reject output: a system group gpio (JetPack's Jetson.GPIO rules may have made it already)
+# owns /dev/gpiochip*, so the service opens them through SupplementaryGroups=gpio without root.
+run groupadd -f -r gpio
+GPIO_RULE=/etc/udev/rules.d/60-edge-qwq-gpio.rules
+printf '%s\n' '# edge-qwq (jetson/install.sh): the GPIO character devices belong to the group gpio, for a reject output' \
+  'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"' | put "$GPIO_RULE" 0644 root:root
+# (a system without a running udev, an image being built, takes the rule at its next boot)
+run udevadm control --reload-rules || echo "warning: udev did not reload its rules; they apply at the next boot"
+run udevadm trigger --subsystem-match=gpio --action=change || true
+# Groups: the cameras (video), the GPIO chips (gpio), and whatever group owns a --device node.
+groups=video,gpio
 for d in ${DEVICES[@]+"${DEVICES[@]}"}; do
   case "$d" in /dev/*) [ -e "$d" ] || continue ;; *) continue ;; esac
   g="$(stat -L -c %G "$d")"
@@ -167,15 +181,16 @@ sed "s#/opt/edge-qwq/venv/bin/edge-qwq#$EDGE_QWQ#" "$REPO/jetson/$UNIT_NAME" \
 SITE="$ETC/site.conf"
 if [ "$DRY" -eq 1 ]; then
   cfg=(); [ ! -e "$SITE" ] || cfg=(--config "$SITE")
-  # The camera source may hold a user and password: the printed command shows it without them.
+  # A URL may hold a user and password: the printed command shows it without them (write-dropin.sh refuses
+  # them in --mqtt and --reject, but only after this line).
   shown=() prev=""
   for o in ${SITE_OPTS[@]+"${SITE_OPTS[@]}"}; do
-    case "$prev:$o" in --source:*://*@*) o="${o%%://*}://***@${o##*@}" ;; esac
+    case "$prev:$o" in --source:*://*@*|--mqtt:*://*@*|--reject:*://*@*) o="${o%%://*}://***@${o##*@}" ;; esac
     shown+=("$o"); prev="$o"
   done
   echo "+ $PREFIX/write-dropin.sh --config $SITE${shown[*]+ ${shown[*]}} would write:"
   bash "$REPO/jetson/write-dropin.sh" ${cfg[@]+"${cfg[@]}"} ${SITE_OPTS[@]+"${SITE_OPTS[@]}"} --stdout | sed 's/^/    /'
-  echo "+ write $ETC/site.env (0600 root:root): the camera source (EDGE_QWQ_SOURCE), not shown"
+  echo "+ write $ETC/site.env (0600 root:root): the camera source and the outputs (EDGE_QWQ_SOURCE, EDGE_QWQ_OUTPUTS), not shown"
 elif [ ${#SITE_OPTS[@]} -gt 0 ] || [ ! -e "$SITE" ]; then
   "$PREFIX/write-dropin.sh" --config "$SITE" --save-config ${SITE_OPTS[@]+"${SITE_OPTS[@]}"}
 else

@@ -67,7 +67,7 @@ def command(mqtt_url, store, http, http_token_file, client_id, mqtt_user, mqtt_p
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         click.echo(f"edge-qwq: collect: {target.shown} -> {central.shown} as {collector.client_id}"
-                   + (f"; status on http://{http}/" if http else ""), err=True)
+                   + (f"; status on http://{api.server.server_address[0]}:{api.port}/" if api else ""), err=True)
         collector.start()
         while not stop.wait(1.0):
             pass

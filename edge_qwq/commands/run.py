@@ -96,11 +96,22 @@ from edge_qwq.commands import finite
               help="--mqtt: a file holding the password (never on the command line, never shown).")
 @click.option("--mqtt-rate", default=200.0, show_default=True, type=finite(0.0, None, min_open=True),
               metavar="MSG/S", help="--mqtt: messages a second at most (a backlog drains at this rate).")
+@click.option("--reject", default=None, metavar="SPEC",
+              help="Drive a reject output for every defect frame (needs --store: each reject is recorded with its "
+                   "scheduled and actual times). gpio:CHIP:LINE[:active_low] (libgpiod; CHIP gpiochip0 or 0, LINE "
+                   "an offset or a line name), http://GATEWAY/PATH (a JSON POST per reject to a PLC gateway), or "
+                   "fake-gpio:FILE (a fake chip: no pin moves, its edges go to FILE; for dry runs).")
+@click.option("--reject-delay-ms", default=400.0, show_default=True, type=finite(0.0, None), metavar="MS",
+              help="--reject: from the frame's capture to the reject (the part's travel from camera to ejector: "
+                   "distance / belt speed). Kept however long inference takes.")
+@click.option("--reject-pulse-ms", default=50.0, show_default=True, type=finite(0.0, 10000.0, min_open=True),
+              metavar="MS", help="--reject: how long a GPIO line stays active (rejects closer than this make one "
+                                 "longer pulse).")
 def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_frames, store, jsonl, http,
             evidence, evidence_budget_mb, reuse_window, reuse_threshold, shadow_rate, connect_timeout, threads,
             full_res_frames, tiling, tile_overlap, roi, frame_threshold, tile_map, heatmap, trusted_key,
             http_token_file, stall_timeout, mqtt, device_name, mqtt_qos, mqtt_tls_ca, mqtt_user, mqtt_password_file,
-            mqtt_rate):
+            mqtt_rate, reject, reject_delay_ms, reject_pulse_ms):
     """Run BUNDLE on SOURCE and print one JSON decision per frame.
 
     SOURCE: an image, a folder, a video file, v4l2:///dev/video0, csi://0, rtsp://... or http://... (MJPEG).
@@ -116,6 +127,8 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
       edge-qwq run --bundle bundle/ --source line3.mp4 | jq .label
       edge-qwq run --bundle /var/lib/edge-qwq --source csi://0 --store decisions.db --http 0.0.0.0:8080
       edge-qwq run --bundle tiles/ --source line3.mp4 --roi 0,120,1280,840 | jq -c .defects
+      edge-qwq run --bundle /var/lib/edge-qwq --source csi://0 --store decisions.db \\
+          --mqtt mqtt://10.0.0.5/edge-qwq/line3 --reject gpio:gpiochip0:PQ.05 --reject-delay-ms 400
     """
     if http_token_file and not http:
         raise click.UsageError("--http-token-file needs --http")
@@ -125,6 +138,9 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
                  "--mqtt-password-file": mqtt_password_file}
     if not mqtt and any(v is not None for v in mqtt_only.values()):
         raise click.UsageError(f"{next(k for k, v in mqtt_only.items() if v is not None)} needs --mqtt")
+    if reject and not store:
+        raise click.UsageError("--reject needs --store: every reject is recorded there with its scheduled and "
+                               "actual times")
     backend = _engines_for(bundle, backend)
     if store or http:
         from edge_runtime.service import Service, ServiceConfig
@@ -139,7 +155,8 @@ def command(bundle, source, backend, precision, early_exit, early_exit_ok, max_f
                             tile_map=tile_map, trusted_key=trusted_key, http_token_file=http_token_file,
                             stall_timeout=stall_timeout, mqtt=mqtt, device_name=device_name, mqtt_qos=mqtt_qos,
                             mqtt_tls_ca=mqtt_tls_ca, mqtt_user=mqtt_user, mqtt_password_file=mqtt_password_file,
-                            mqtt_rate=mqtt_rate)
+                            mqtt_rate=mqtt_rate, reject=reject, reject_delay_ms=reject_delay_ms,
+                            reject_pulse_ms=reject_pulse_ms)
         Service(cfg).run()
         return
     from edge_runtime.inference import DynamicInference, InferenceConfig
