@@ -65,6 +65,8 @@ class Metrics:
         self.reconnects = Counter("edgeqwq_source_reconnects", "Stream reopenings after a loss", registry=r)
         self.stored = Counter("edgeqwq_stored_decisions", "Decisions committed to the store", registry=r)
         self.events = Counter("edgeqwq_events", "Service events", ["kind"], registry=r)
+        self.rejects = Counter("edgeqwq_rejects", "Rejects the output confirmed, by status (fired, late, failed)",
+                               ["status"], registry=r)
         self.gauges = LiveGauges(live)
         r.register(self.gauges)
         self._seen = {"stale": 0, "corrupt": 0, "missing": 0, "reconnects": 0}

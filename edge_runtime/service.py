@@ -1,4 +1,6 @@
-"""The device service: source -> frame reuse -> DynamicInference -> store -> metrics and health.
+"""The device service: source -> frame reuse -> DynamicInference -> store -> metrics and health; with --reject,
+each defect frame's reject is handed to the reject worker (`edge_runtime.reject`) and recorded in the store;
+with --mqtt, the store is published (`edge_runtime.mqtt`).
 
     >>> Service(ServiceConfig(bundle="/var/lib/edge-qwq", source="csi://0", store="decisions.db",
     ...                       http="0.0.0.0:8080")).run()           # doctest: +SKIP
@@ -264,9 +266,13 @@ class Service:
                                                 "confirmed"})
         self.rejects = RejectScheduler(self._reject_spec, self.cfg.reject_delay_ms, self.cfg.reject_pulse_ms).start()
         stack.callback(self._close_rejects)
+        pulse = "" if self._reject_spec.kind == "http" else f", {self.cfg.reject_pulse_ms:g} ms pulse"
         print(f"edge-qwq: rejecting defects on {self._reject_spec.shown} ({self.rejects.api}) "
-              f"{self.cfg.reject_delay_ms:g} ms after capture, {self.cfg.reject_pulse_ms:g} ms pulse",
-              file=sys.stderr, flush=True)
+              f"{self.cfg.reject_delay_ms:g} ms after capture{pulse}", file=sys.stderr, flush=True)
+        if not self.rejects.priority.startswith("SCHED_FIFO"):
+            print(f"edge-qwq: warning: the reject worker runs at {self.rejects.priority.split(' (')[0]}, without "
+                  "real-time priority: a busy CPU may delay rejects by milliseconds (the unit's reject drop-in "
+                  "allows it: LimitRTPRIO=10, RestrictRealtime=no)", file=sys.stderr, flush=True)
 
     def _close_rejects(self) -> None:
         self.rejects.close()
@@ -288,6 +294,9 @@ class Service:
         event per REJECT_SAY_S at most), and the worker's own warnings."""
         results = self.rejects.take_results()
         self.store.update_rejects(results)
+        for r in results:
+            status = "failed" if not r.get("ok") else "late" if r.get("late") else "fired"
+            self.metrics.child(self.metrics.rejects, status).inc()
         for w in self.rejects.take_warnings():
             print(f"edge-qwq: warning: {w}", file=sys.stderr, flush=True)
             self._event("reject_output", {"warning": w})
@@ -439,7 +448,8 @@ class Service:
         row = self.store.add(row)
         if reject_id is not None:
             self.store.add_reject({"id": reject_id, "decision_id": row["id"], "frame_id": frame.id,
-                                   "output": self._reject_spec.shown, "scheduled_at": frame.time + self.rejects.delay_s})
+                                   "output": self._reject_spec.shown,
+                                   "scheduled_at": frame.time + self.rejects.delay_s})
         self._latest = (frame.image, d, grid)
         self.frames += 1
         self._latency.append(d.latency_ms)

@@ -194,8 +194,15 @@ class HttpGateway:
 
             cred = f"{unquote(u.username)}:{unquote(u.password or '')}".encode()
             self.headers["Authorization"] = "Basic " + base64.b64encode(cred).decode()
-            u = u._replace(netloc=u.hostname if u.port is None else f"{u.hostname}:{u.port}")
+            u = u._replace(netloc=u.netloc.rsplit("@", 1)[1])  # the host as given: [::1] stays bracketed
         self.url = urlunsplit(u)
+        import urllib.request
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):  # a redirected POST would arrive as a bare GET
+                return None
+
+        self._opener = urllib.request.build_opener(NoRedirect)
 
     def post(self, payload: dict) -> str | None:
         import urllib.error
@@ -204,11 +211,12 @@ class HttpGateway:
         req = urllib.request.Request(self.url, data=json.dumps(payload).encode(), headers=self.headers,
                                      method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.TIMEOUT_S) as r:
+            with self._opener.open(req, timeout=self.TIMEOUT_S) as r:
                 r.read(65536)
                 return None
         except urllib.error.HTTPError as e:
-            return f"the gateway answered {e.code} {e.reason}"
+            moved = " (a redirect is not followed: give the gateway's final URL)" if 300 <= e.code < 400 else ""
+            return f"the gateway answered {e.code} {e.reason}{moved}"
         except (OSError, ValueError) as e:
             return f"the gateway cannot be reached ({getattr(e, 'reason', None) or e})"
 

@@ -75,7 +75,7 @@ def _parse_gpio(spec: str) -> RejectSpec:
         raise RejectError(f"--reject {spec}: CHIP is gpiochipN, /dev/gpiochipN or N (gpiodetect lists them)")
     if re.fullmatch(r"\d+", line):
         return RejectSpec("gpio", chip=chip, line=int(line), active_low=active_low)
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", line):
+    if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*", line):  # not "-1": gpiod v2 would take it as offset -1
         raise RejectError(f"--reject {spec}: LINE is an offset or a line name as gpioinfo lists it")
     return RejectSpec("gpio", chip=chip, line=line, active_low=active_low)
 

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 
-SPIN_S = 0.0  # s before a due time polled instead of slept (0: the kernel's timer, ~0.05 ms slack, is enough)
+POLL_S = 0.05  # s: with rejects scheduled, what arrived is read at least this often
 RT_PRIORITY = 10  # SCHED_FIFO priority where the worker may (see raise_priority); below the kernel's own
 NICE = -10  # else its niceness where it may
 
@@ -47,9 +47,15 @@ class Worker:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reject-post")
 
     def say(self, msg: dict) -> None:
+        """Report to the service; a service that is gone (killed) hears nothing, and the rejects go on."""
         with self._write_lock:
-            self.out.write(json.dumps(msg) + "\n")
-            self.out.flush()
+            if self.out is None:
+                return
+            try:
+                self.out.write(json.dumps(msg) + "\n")
+                self.out.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                self.out = None
 
     def add(self, msg: dict) -> None:
         heapq.heappush(self._due, (float(msg["due"]), int(msg["id"]), msg))
@@ -99,23 +105,21 @@ class Worker:
         self.output.close()
 
 
-def wait_until(t: float, fd: int | None = None) -> bool:
-    """Sleep until monotonic time `t` (or until `fd` is readable: True); the last SPIN_S polled."""
-    while True:
-        left = t - time.monotonic()
-        if left <= 0:
-            return False
-        timeout = left - SPIN_S if left > SPIN_S else 0.0
-        if fd is not None:
-            if select.select([fd], [], [], timeout)[0]:
-                return True
-        elif timeout:
-            time.sleep(timeout)
+def wait_until(t: float) -> None:
+    """Sleep until monotonic time `t` (the kernel's timer: within ~0.1 ms at real-time priority)."""
+    while (left := t - time.monotonic()) > 0:
+        time.sleep(left)
 
 
 def serve(worker: Worker, fd: int, buf: bytes = b"") -> None:
     """Read schedule messages from `fd` (after `buf`, already read) and fire them on time, until {"stop"} or
-    the end of the input."""
+    the end of the input.
+
+    While a reject is scheduled the worker sleeps until its due time without watching `fd`: rejects arrive in
+    due order (capture order plus one delay), so a new one is never due before the one awaited, and a wake-up
+    per arriving message would take a core from inference for nothing. What arrived is read at every wake-up,
+    and at least every POLL_S (a bound for any reject that would come out of order)."""
+    os.set_blocking(fd, False)
     while True:
         *lines, buf = buf.split(b"\n")
         for line in lines:
@@ -127,9 +131,14 @@ def serve(worker: Worker, fd: int, buf: bytes = b"") -> None:
             worker.add(msg)
         worker.run_due(time.monotonic())
         t = worker.next_time()
-        if t is not None and not wait_until(t, fd):
-            continue  # due: fired at the top of the loop
-        chunk = os.read(fd, 65536)  # readable (or nothing scheduled: wait for the next message)
+        if t is None:
+            select.select([fd], [], [])  # nothing scheduled: wait for the next message
+        else:
+            wait_until(min(t, time.monotonic() + POLL_S))
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
         if not chunk:
             return
         buf += chunk

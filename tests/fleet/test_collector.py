@@ -480,3 +480,25 @@ def test_command_end_to_end(mosquitto_url, prefix, tmp_path):
         assert [r["id"] for r in store.rows("decisions", "line3-b")] == list(range(1, 26))
     finally:
         store.close()
+
+
+def test_http_port_zero_prints_the_port_it_took(tmp_path):
+    """--http 127.0.0.1:0: the status page's real port is said (a broker that is not there changes nothing)."""
+    import re
+
+    from tests.servers import free_port
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "edge_qwq.cli", "collect", "--mqtt", f"mqtt://127.0.0.1:{free_port()}/x",
+                          "--store", str(tmp_path / "a.db"), "--http", "127.0.0.1:0"],
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parents[2])
+    try:
+        line = p.stderr.readline()
+        m = re.search(r"status on http://127\.0\.0\.1:(\d+)/", line)
+        assert m and m.group(1) != "0", line
+        body = urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/healthz", timeout=5).read()
+        assert body
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=20)
+    assert p.returncode == 0
