@@ -87,7 +87,7 @@ class Frame:
     id: int  # capture sequence number (live: gaps are dropped frames), or the file's own frame index
     image: np.ndarray  # BGR uint8 (H, W, 3)
     origin: str
-    time: float  # wall clock when captured
+    time: float  # wall clock when captured (live: when its packet arrived, before decoding)
     tensor: np.ndarray | None = None  # the model input, when the source was given a `prepare` function
     prep_ms: float = 0.0  # time `prepare` took (in the decode thread)
     alt_tensor: np.ndarray | None = None  # a DecodeCheck's frame: the model input from the reduced-scale decode
@@ -365,6 +365,7 @@ def frame_reader(cap, min_size: MinSize = None, check: DecodeCheck | None = None
 
         def read_packet() -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
             ok, packet = cap.read()
+            read_packet.arrived = (time.time(), time.monotonic())  # the packet is here; decoding comes next
             if not ok or packet is None or packet.size == 0:
                 return None, None, None
             return decode(packet)
@@ -373,6 +374,7 @@ def frame_reader(cap, min_size: MinSize = None, check: DecodeCheck | None = None
 
     def read_decoded() -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
         ok, img = cap.read()
+        read_decoded.arrived = (time.time(), time.monotonic())
         return (img if ok and valid_frame(img) else None), None, None
 
     return read_decoded
@@ -399,7 +401,7 @@ def _read_loop(cap, stats: SourceStats, stop: threading.Event,
             stats.corrupt += failed
             failed = 0
             stats.frames += 1
-            publish(img, alt)
+            publish(img, alt, read.arrived)
         elif why is not None:  # a packet came, damaged: the stream itself is alive
             stats.corrupt += failed + 1
             stats.last_damage, failed = why, 0
@@ -853,13 +855,18 @@ class LiveSource(FrameSource):
             self.stats.attempts, self.stats.last_error = attempt, why
             self._stop.wait(min(self._backoff[1], self._backoff[0] * 2 ** max(0, attempt - 1)))
 
-    def _publish(self, img: np.ndarray, alt: np.ndarray | None = None) -> None:
+    def _publish(self, img: np.ndarray, alt: np.ndarray | None = None,
+                 arrived: tuple[float, float] | None = None) -> None:
+        """The newest frame; `arrived`: (wall, monotonic) when its packet came, before decoding and preparing
+        (the capture time a reject's delay counts from)."""
+        wall, mono = arrived or (time.time(), time.monotonic())
         img, tensor, prep_ms = _prepared(img, self._prepare)
         alt_tensor = _alt_tensor(alt, self._prepare)
         with self._cond:
             if self._latest is not None:
                 self.stats.stale_dropped += 1
-            self._latest = Frame(self._seq, img, f"{self.name}#{self._seq}", time.time(), tensor, prep_ms, alt_tensor)
+            self._latest = Frame(self._seq, img, f"{self.name}#{self._seq}", wall, tensor, prep_ms, alt_tensor,
+                                 mono)
             self._seq += 1
             self.stats.attempts = 0
             self._first.set()

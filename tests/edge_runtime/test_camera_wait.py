@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_runtime.errors import InputError
@@ -285,3 +286,26 @@ def test_the_service_still_fails_at_once_on_a_missing_file_or_a_malformed_uri(ti
         t0 = time.monotonic()
         err = _one_line_error(cli_run(*base, "--source", source, timeout=30))
         assert words in err and time.monotonic() - t0 < 20, (source, err)
+
+
+@pytest.mark.timeout(30)
+def test_a_live_frame_is_stamped_when_it_arrived_not_after_its_preparation():
+    """A reject's delay counts from the frame's capture: the stamp is taken when the camera gave the frame,
+    before the decode thread prepares it (here a 50 ms preparation)."""
+    cam = LateCamera()
+    cam.plugged.set()
+
+    def slow_prepare(image):
+        time.sleep(0.05)
+        return image.astype(np.float32)[None]
+
+    src = LiveSource("v4l2:///dev/video7", cam, prepare=slow_prepare, wait=False)
+    try:
+        assert src.wait_first(5) == "ok"
+        f = src.read(timeout=1.0)
+        took = time.monotonic()
+        assert f is not None and f.tensor is not None
+        assert f.mono <= took - 0.045  # stamped before the 50 ms preparation
+        assert abs((time.time() - f.time) - (took - f.mono)) < 0.01  # wall and monotonic: the same instant
+    finally:
+        src.close()
