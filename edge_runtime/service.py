@@ -295,8 +295,7 @@ class Service:
         results = self.rejects.take_results()
         self.store.update_rejects(results)
         for r in results:
-            status = "failed" if not r.get("ok") else "late" if r.get("late") else "fired"
-            self.metrics.child(self.metrics.rejects, status).inc()
+            self.metrics.child(self.metrics.rejects, r["status"]).inc()
         for w in self.rejects.take_warnings():
             print(f"edge-qwq: warning: {w}", file=sys.stderr, flush=True)
             self._event("reject_output", {"warning": w})

@@ -197,8 +197,8 @@ class DecisionStore:
         """What the reject worker reported (fired, when, how far from its due time; late; failed), applied
         at the next commit, after the inserts (a short delay may confirm a reject before its row is in)."""
         self._reject_updates += [
-            (r.get("wall"), None if r.get("error_ms") is None else round(r["error_ms"], 4),
-             "failed" if not r.get("ok") else "late" if r.get("late") else "fired", r.get("error"), r["id"])
+            (r.get("wall"), None if r.get("error_ms") is None else round(r["error_ms"], 4), r["status"],
+             r.get("error"), r["id"])
             for r in results]
 
     def close_unconfirmed_rejects(self) -> int:

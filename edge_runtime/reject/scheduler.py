@@ -49,7 +49,7 @@ class RejectScheduler:
         line, which every local user can read), once it said it opened it."""
         proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.reject.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=None)
-        proc.stdin.write((json.dumps({"spec": self._spec_arg(), "pulse_ms": self.pulse_s * 1e3}) + "\n").encode())
+        proc.stdin.write((json.dumps({"spec": self.spec.value, "pulse_ms": self.pulse_s * 1e3}) + "\n").encode())
         proc.stdin.flush()
         first = _read_line(proc, START_TIMEOUT_S)
         if first is None or "error" in first:
@@ -62,12 +62,6 @@ class RejectScheduler:
         os.set_blocking(proc.stdout.fileno(), False)  # read by the loop's tick (`_poll`): no thread to wake
         self._buf = b""
         return proc
-
-    def _spec_arg(self) -> str:
-        s = self.spec
-        if s.kind == "gpio":
-            return f"gpio:{s.chip}:{s.line}{':active_low' if s.active_low else ''}"
-        return s.url if s.kind == "http" else f"fake-gpio:{s.path}"
 
     def _poll(self) -> None:
         """What the worker wrote since the last call (never waits)."""
@@ -131,7 +125,8 @@ class RejectScheduler:
         self._results.append({"id": reject_id, "due": due, "ok": False, "error": why})
 
     def take_results(self) -> list[dict]:
-        """What the worker reported since the last call: {"id", "ok", "on", "wall", "error_ms", "late", ...}."""
+        """What the worker reported since the last call: {"id", "ok", "status" (fired, late or failed), "on",
+        "wall", "error_ms", "late", "error"}."""
         self._poll()
         out = []
         while self._results:
@@ -139,10 +134,12 @@ class RejectScheduler:
             if r.get("ok"):
                 r["error_ms"] = (r["on"] - r["due"]) * 1e3
                 r["late"] = r["error_ms"] > LATE_MS
+                r["status"] = "late" if r["late"] else "fired"
                 self.fired += 1
                 self.late += r["late"]
                 self.errors_ms.append(r["error_ms"])
             else:
+                r["status"] = "failed"
                 self.failed += 1
             out.append(r)
         return out

@@ -35,13 +35,16 @@ class RejectSpec:
     path: str = ""  # fake-gpio: the file the fake chip writes its edges to
 
     @property
-    def shown(self) -> str:
-        """What messages, /status and the store show: never a password."""
+    def value(self) -> str:
+        """The --reject value that gives this spec again (an http:// URL as given: with its password)."""
         if self.kind == "gpio":
             return f"gpio:{self.chip}:{self.line}{':active_low' if self.active_low else ''}"
-        if self.kind == "http":
-            return redact_url(self.url)
-        return f"fake-gpio:{self.path}"
+        return self.url if self.kind == "http" else f"fake-gpio:{self.path}"
+
+    @property
+    def shown(self) -> str:
+        """What messages, /status and the store show: never a password."""
+        return redact_url(self.url) if self.kind == "http" else self.value
 
 
 def parse_reject(spec: str) -> RejectSpec:
